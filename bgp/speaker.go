@@ -1,0 +1,59 @@
+package bgp
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/evpnd/evpnd/evpn"
+)
+
+// PeerConfig is one BGP neighbour.
+type PeerConfig struct {
+	Address           netip.Addr
+	ASN               uint32
+	Password          string // TCP-MD5 when set
+	HoldTime          time.Duration
+	KeepaliveInterval time.Duration
+	Description       string
+}
+
+// Config is the speaker's global configuration.
+type Config struct {
+	RouterID        netip.Addr
+	ASN             uint32
+	NextHop         netip.Addr // the VTEP address; next hop of every route
+	ListenAddresses []netip.Addr
+	ListenPort      int32 // -1: do not listen
+	Peers           []PeerConfig
+}
+
+// Peer is the state of one neighbour.
+type Peer struct {
+	Address     netip.Addr
+	ASN         uint32
+	Description string
+	State       string // idle, connect, active, opensent, openconfirm, established
+	Uptime      time.Duration
+	Received    uint64 // EVPN paths received
+	Accepted    uint64
+	Advertised  uint64
+}
+
+// Speaker is the BGP side of evpnd as the daemon sees it.
+type Speaker interface {
+	// Start runs the server and adds the configured peers.
+	Start(ctx context.Context, cfg Config) error
+	// SetPeers makes the peer set equal to peers.
+	SetPeers(ctx context.Context, peers []PeerConfig) error
+	// Advertise adds or replaces local routes (Withdraw set: removes them).
+	Advertise(ctx context.Context, routes []evpn.Route) error
+	// Events delivers received best paths (and their withdrawals) in
+	// batches, in order. Routes this host originated are not delivered.
+	Events() <-chan []evpn.Route
+	// Peers reports the neighbours' states.
+	Peers(ctx context.Context) ([]Peer, error)
+	// Routes lists the EVPN RIB: local and received best paths.
+	Routes(ctx context.Context) ([]evpn.Route, error)
+	Stop()
+}

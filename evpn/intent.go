@@ -1,0 +1,46 @@
+package evpn
+
+import (
+	"net"
+	"net/netip"
+)
+
+// FDB is a kernel intent: frames for MAC in VNI go to VTEP.
+type FDB struct {
+	VNI  VNI
+	MAC  net.HardwareAddr
+	VTEP netip.Addr
+}
+
+// Flood is a kernel intent: BUM traffic of VNI is replicated to VTEP.
+type Flood struct {
+	VNI  VNI
+	VTEP netip.Addr
+}
+
+// Neigh is a kernel intent: IP in VNI resolves to MAC (for ARP/ND
+// suppression on the segment bridge).
+type Neigh struct {
+	VNI VNI
+	IP  netip.Addr
+	MAC net.HardwareAddr
+}
+
+// Intents is a set of kernel intents, used both as a full desired state and
+// as one side (add or delete) of a change.
+type Intents struct {
+	FDB   []FDB
+	Flood []Flood
+	Neigh []Neigh
+}
+
+// Len is the number of intents.
+func (in Intents) Len() int { return len(in.FDB) + len(in.Flood) + len(in.Neigh) }
+
+// Diff is a change to the kernel: what to add and what to delete.
+type Diff struct {
+	Add, Del Intents
+}
+
+// Empty reports whether d changes nothing.
+func (d Diff) Empty() bool { return d.Add.Len() == 0 && d.Del.Len() == 0 }

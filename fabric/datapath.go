@@ -1,0 +1,91 @@
+package fabric
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/evpnd/evpnd/evpn"
+)
+
+// Config is the desired shape of the datapath on this host.
+type Config struct {
+	// NetnsPrefix + tenant name is the tenant's namespace.
+	NetnsPrefix string
+	// VTEP is the local underlay address VXLAN encapsulates from.
+	VTEP    netip.Addr
+	Tenants []Tenant
+}
+
+// Tenant is one isolated overlay: a network namespace.
+type Tenant struct {
+	Name     string
+	Segments []Segment
+}
+
+// Segment is one L2 VNI: a VXLAN device and a bridge in the tenant
+// namespace, with workload ports enslaved.
+type Segment struct {
+	Name  string
+	VNI   evpn.VNI
+	MTU   int      // bridge and VXLAN MTU; 0 means underlay MTU - 50
+	Ports []string // interfaces in evpnd's namespace (or already moved)
+}
+
+// Learned is a fact learned on a local port, or its end (Gone).
+type Learned struct {
+	Tenant string
+	VNI    evpn.VNI
+	MAC    net.HardwareAddr
+	IP     netip.Addr // zero for a MAC-only fact
+	Port   string
+	Gone   bool
+}
+
+// MAC is one row of a segment's MAC table, local or remote.
+type MAC struct {
+	Tenant string
+	VNI    evpn.VNI
+	MAC    net.HardwareAddr
+	Port   string     // local port, or the VXLAN device for remote MACs
+	VTEP   netip.Addr // zero for local MACs
+	Remote bool
+}
+
+// Stats counts what the datapath did, for metrics and benchmarks.
+type Stats struct {
+	Batches      uint64
+	Writes       uint64
+	WriteErrors  uint64
+	LastBatch    time.Duration
+	RemoteFDB    int
+	RemoteFlood  int
+	RemoteNeigh  int
+	LocalLearned int
+}
+
+// Datapath is the kernel side of evpnd as the daemon sees it.
+type Datapath interface {
+	// Set makes the tenants, segments and ports match cfg. It is
+	// idempotent, adopts matching objects it finds (after a restart),
+	// removes only evpnd-owned objects cfg no longer names, and returns
+	// every failure joined.
+	Set(ctx context.Context, cfg Config) error
+	// Update applies a change to the remote entries, batched per
+	// namespace. Entries for VNIs not configured are ignored.
+	Update(ctx context.Context, d evpn.Diff) error
+	// Sync makes the remote entries equal to full: it adds what is missing
+	// and removes evpnd-tagged entries that full does not hold. The daemon
+	// calls it once the control plane has converged after a start, so a
+	// restart never flushes entries that keep traffic flowing.
+	Sync(ctx context.Context, full evpn.Intents) error
+	// Learned delivers local learning facts. On start every fact already in
+	// the kernel is delivered once, then changes as they happen.
+	Learned() <-chan Learned
+	// MACs lists the MAC tables of all segments.
+	MACs(ctx context.Context) ([]MAC, error)
+	Stats() Stats
+	// Close stops watching; kernel objects stay (traffic keeps flowing).
+	Close() error
+}
