@@ -87,7 +87,7 @@ type Route struct {
 	// Encap is the tunnel type of the Encapsulation extended community
 	// (EncapVXLAN = 8); 0 when absent.
 	Encap     uint16
-	Mobility  *Mobility       // nil when the route has no MAC Mobility community
+	Mobility  *Mobility        // nil when the route has no MAC Mobility community
 	RouterMAC net.HardwareAddr // nil when absent
 	PMSI      *PMSI            // type-3 only
 	Withdraw  bool
