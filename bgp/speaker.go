@@ -16,6 +16,7 @@ type PeerConfig struct {
 	HoldTime          time.Duration
 	KeepaliveInterval time.Duration
 	Description       string
+	Port              uint16 // remote TCP port; 0 means 179
 }
 
 // Config is the speaker's global configuration.
@@ -55,5 +56,8 @@ type Speaker interface {
 	Peers(ctx context.Context) ([]Peer, error)
 	// Routes lists the EVPN RIB: local and received best paths.
 	Routes(ctx context.Context) ([]evpn.Route, error)
+	// Converged is closed once every configured peer has sent End-of-RIB
+	// for l2vpn-evpn; the daemon then prunes stale kernel state.
+	Converged() <-chan struct{}
 	Stop()
 }

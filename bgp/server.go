@@ -1,0 +1,504 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/evpnd/evpnd/evpn"
+)
+
+// connectRetry is how long GoBGP waits between connection attempts. FRR
+// and GoBGP default to 120 s, which turns a peer that starts a moment late
+// into two minutes without routes; hosts reconnect sooner.
+const connectRetry = 5
+
+// Convergence without End-of-RIB: GoBGP sends End-of-RIB only to peers
+// that negotiated graceful restart, so a peer also counts as converged once
+// it is established and the route stream has been quiet for convergeQuiet.
+// After convergeDeadline the daemon reconciles with whatever it has.
+const (
+	convergeQuiet    = 2 * time.Second
+	convergeDeadline = 90 * time.Second
+)
+
+// localOnlyPolicy keeps a host from being transit: only routes it
+// originates are advertised, never ones it learned from a ToR or RR.
+const localOnlyPolicy = "evpnd-advertise-local-only"
+
+// Server is the Speaker of the process: one embedded GoBGP server.
+type Server struct {
+	log    *slog.Logger
+	bgp    *server.BgpServer
+	cfg    Config
+	events chan []evpn.Route
+	q      *queue[*api.Path]
+
+	stopWatch context.CancelFunc
+	done      chan struct{}
+
+	mu        sync.Mutex
+	peers     map[netip.Addr]PeerConfig
+	eor       map[netip.Addr]bool
+	up        map[netip.Addr]time.Time // established since
+	lastRoute time.Time
+	started   time.Time
+	converged chan struct{}
+
+	received  atomic.Uint64 // EVPN paths delivered on Events
+	malformed atomic.Uint64 // paths GoBGP accepted that evpn could not decode
+}
+
+var _ Speaker = (*Server)(nil)
+
+// New returns a server that does nothing until Start.
+func New(log *slog.Logger) *Server {
+	return &Server{
+		log:       log,
+		events:    make(chan []evpn.Route, 64),
+		q:         newQueue[*api.Path](),
+		done:      make(chan struct{}),
+		peers:     map[netip.Addr]PeerConfig{},
+		eor:       map[netip.Addr]bool{},
+		up:        map[netip.Addr]time.Time{},
+		converged: make(chan struct{}),
+	}
+}
+
+// Start runs GoBGP with cfg's global settings and peers.
+func (s *Server) Start(ctx context.Context, cfg Config) error {
+	if !cfg.NextHop.IsValid() {
+		return errors.New("bgp: next hop (vtep address) is not set")
+	}
+	s.cfg = cfg
+	s.bgp = server.NewBgpServer(server.LoggerOption(&slogAdapter{log: s.log.With("component", "gobgp")}))
+	go s.bgp.Serve()
+
+	listen := make([]string, 0, len(cfg.ListenAddresses))
+	for _, a := range cfg.ListenAddresses {
+		listen = append(listen, a.String())
+	}
+	port := cfg.ListenPort
+	if port == 0 {
+		port = 179
+	}
+	err := s.bgp.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn:             cfg.ASN,
+		RouterId:        cfg.RouterID.String(),
+		ListenPort:      port,
+		ListenAddresses: listen,
+	}})
+	if err != nil {
+		s.bgp.Stop()
+		return fmt.Errorf("bgp: start: %w", err)
+	}
+	if err := s.installExportPolicy(ctx); err != nil {
+		s.bgp.Stop()
+		return err
+	}
+
+	watchCtx, cancel := context.WithCancel(context.Background())
+	s.stopWatch = cancel
+	err = s.bgp.WatchEvent(watchCtx, &api.WatchEventRequest{
+		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
+			{Type: api.WatchEventRequest_Table_Filter_BEST, Init: true},
+			{Type: api.WatchEventRequest_Table_Filter_EOR, Init: true},
+		}},
+		Peer: &api.WatchEventRequest_Peer{},
+	}, s.onEvent)
+	if err != nil {
+		cancel()
+		s.bgp.Stop()
+		return fmt.Errorf("bgp: watch: %w", err)
+	}
+	s.mu.Lock()
+	s.started = time.Now()
+	s.mu.Unlock()
+	go s.deliver()
+	go s.watchConvergence()
+
+	if err := s.SetPeers(ctx, cfg.Peers); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) installExportPolicy(ctx context.Context) error {
+	reject := func(name string, t api.Conditions_RouteType) *api.Statement {
+		return &api.Statement{
+			Name:       name,
+			Conditions: &api.Conditions{RouteType: t},
+			Actions:    &api.Actions{RouteAction: api.RouteAction_REJECT},
+		}
+	}
+	err := s.bgp.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{
+		Name: localOnlyPolicy,
+		Statements: []*api.Statement{
+			reject(localOnlyPolicy+"-ibgp", api.Conditions_ROUTE_TYPE_INTERNAL),
+			reject(localOnlyPolicy+"-ebgp", api.Conditions_ROUTE_TYPE_EXTERNAL),
+		},
+	}})
+	if err != nil {
+		return fmt.Errorf("bgp: export policy: %w", err)
+	}
+	err = s.bgp.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name:          "global",
+		Direction:     api.PolicyDirection_EXPORT,
+		Policies:      []*api.Policy{{Name: localOnlyPolicy}},
+		DefaultAction: api.RouteAction_ACCEPT,
+	}})
+	if err != nil {
+		return fmt.Errorf("bgp: export policy assignment: %w", err)
+	}
+	return nil
+}
+
+// onEvent runs on GoBGP's watch goroutine: it only queues.
+func (s *Server) onEvent(r *api.WatchEventResponse) {
+	if t := r.GetTable(); t != nil {
+		paths := t.GetPaths()
+		routes := paths[:0:0]
+		for _, p := range paths {
+			if p.GetNlri() == nil {
+				s.onEOR(p)
+				continue
+			}
+			routes = append(routes, p)
+		}
+		if len(routes) > 0 {
+			s.mu.Lock()
+			s.lastRoute = time.Now()
+			s.mu.Unlock()
+		}
+		s.q.push(routes)
+		return
+	}
+	if p := r.GetPeer(); p != nil {
+		st := p.GetPeer().GetState()
+		addr, _ := netip.ParseAddr(st.GetNeighborAddress())
+		switch p.GetType() {
+		case api.WatchEventResponse_PeerEvent_STATE:
+			s.log.Info("bgp peer state", "peer", addr, "state", sessionState(st.GetSessionState()))
+			s.mu.Lock()
+			if st.GetSessionState() == api.PeerState_ESTABLISHED {
+				s.up[addr] = time.Now()
+			} else {
+				delete(s.eor, addr)
+				delete(s.up, addr)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *Server) onEOR(p *api.Path) {
+	if f := p.GetFamily(); f.GetAfi() != api.Family_AFI_L2VPN || f.GetSafi() != api.Family_SAFI_EVPN {
+		return
+	}
+	addr, err := netip.ParseAddr(p.GetNeighborIp())
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.eor[addr.Unmap()] = true
+}
+
+// watchConvergence closes converged once every peer has sent its table.
+func (s *Server) watchConvergence() {
+	t := time.NewTicker(convergeQuiet / 8)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			done, why := s.convergedLocked(now)
+			s.mu.Unlock()
+			if done {
+				s.log.Info("bgp converged", "reason", why)
+				close(s.converged)
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) convergedLocked(now time.Time) (bool, string) {
+	if now.Sub(s.started) >= convergeDeadline {
+		return true, "deadline; some peers have not sent their routes"
+	}
+	quiet := now.Sub(s.lastRoute) >= convergeQuiet
+	for a := range s.peers {
+		if s.eor[a] {
+			continue
+		}
+		since, up := s.up[a]
+		if !up || !quiet || now.Sub(since) < convergeQuiet {
+			return false, ""
+		}
+	}
+	return true, "every peer sent its routes"
+}
+
+// deliver converts queued GoBGP paths into evpn routes and hands them on,
+// coalescing whatever arrived meanwhile into one batch.
+func (s *Server) deliver() {
+	defer close(s.events)
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.q.notify:
+		}
+		var batch []evpn.Route
+		for _, paths := range s.q.drain() {
+			for _, p := range paths {
+				r, ok, err := fromAPIPath(p)
+				if err != nil {
+					s.malformed.Add(1)
+					s.log.Warn("bgp path not decodable, ignored", "peer", p.GetNeighborIp(), "err", err)
+					continue
+				}
+				if !ok || !r.Peer.IsValid() {
+					continue // not EVPN, or our own route
+				}
+				batch = append(batch, r)
+			}
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		s.received.Add(uint64(len(batch)))
+		select {
+		case s.events <- batch:
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// Events delivers received best paths and withdrawals in order.
+func (s *Server) Events() <-chan []evpn.Route { return s.events }
+
+// Converged is closed once every configured peer has sent End-of-RIB for
+// l2vpn-evpn (at once when there are no peers).
+func (s *Server) Converged() <-chan struct{} { return s.converged }
+
+// SetPeers makes GoBGP's neighbours equal to peers.
+func (s *Server) SetPeers(ctx context.Context, peers []PeerConfig) error {
+	want := map[netip.Addr]PeerConfig{}
+	for _, p := range peers {
+		want[p.Address] = p
+	}
+	s.mu.Lock()
+	have := maps(s.peers)
+	s.mu.Unlock()
+
+	var errs []error
+	for a := range have {
+		if _, ok := want[a]; ok {
+			continue
+		}
+		if err := s.bgp.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("peer %s: delete: %w", a, err))
+			continue
+		}
+		s.mu.Lock()
+		delete(s.peers, a)
+		delete(s.eor, a)
+		s.mu.Unlock()
+	}
+	for a, p := range want {
+		old, ok := have[a]
+		switch {
+		case !ok:
+			if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)}); err != nil {
+				errs = append(errs, fmt.Errorf("peer %s: add: %w", a, err))
+				continue
+			}
+			s.log.Info("bgp peer added", "peer", a, "asn", p.ASN)
+		case old != p:
+			if _, err := s.bgp.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: s.apiPeer(p)}); err != nil {
+				errs = append(errs, fmt.Errorf("peer %s: update: %w", a, err))
+				continue
+			}
+		default:
+			continue
+		}
+		s.mu.Lock()
+		s.peers[a] = p
+		s.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+func maps(m map[netip.Addr]PeerConfig) map[netip.Addr]PeerConfig {
+	c := make(map[netip.Addr]PeerConfig, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+func (s *Server) apiPeer(p PeerConfig) *api.Peer {
+	timers := &api.TimersConfig{ConnectRetry: connectRetry}
+	if p.HoldTime > 0 {
+		timers.HoldTime = uint64(p.HoldTime / time.Second)
+	}
+	if p.KeepaliveInterval > 0 {
+		timers.KeepaliveInterval = uint64(p.KeepaliveInterval / time.Second)
+	}
+	tr := &api.Transport{}
+	if p.Port != 0 {
+		tr.RemotePort = uint32(p.Port)
+	}
+	// With explicit listen addresses the host has chosen its BGP identity
+	// on the underlay; connect from it too, so the peer sees the address it
+	// was configured with.
+	for _, la := range s.cfg.ListenAddresses {
+		if la.Is4() == p.Address.Is4() {
+			tr.LocalAddress = la.String()
+			break
+		}
+	}
+	return &api.Peer{
+		Conf: &api.PeerConf{
+			NeighborAddress: p.Address.String(),
+			PeerAsn:         p.ASN,
+			AuthPassword:    p.Password,
+			Description:     p.Description,
+		},
+		Timers:    &api.Timers{Config: timers},
+		Transport: tr,
+		AfiSafis: []*api.AfiSafi{{
+			Config: &api.AfiSafiConfig{Family: evpnFamily, Enabled: true},
+		}},
+	}
+}
+
+// Advertise adds, replaces or withdraws local routes.
+func (s *Server) Advertise(ctx context.Context, routes []evpn.Route) error {
+	var errs []error
+	for _, r := range routes {
+		p, err := toAPIPath(r, s.cfg.NextHop)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if r.Withdraw {
+			err = s.bgp.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: evpnFamily, Path: p})
+		} else {
+			_, err = s.bgp.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route %s: %w", r.NLRI, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Peers reports every neighbour's state and EVPN counters.
+func (s *Server) Peers(ctx context.Context) ([]Peer, error) {
+	var out []Peer
+	err := s.bgp.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+		st := p.GetState()
+		addr, _ := netip.ParseAddr(p.GetConf().GetNeighborAddress())
+		peer := Peer{
+			Address:     addr,
+			ASN:         p.GetConf().GetPeerAsn(),
+			Description: p.GetConf().GetDescription(),
+			State:       sessionState(st.GetSessionState()),
+		}
+		if st.GetSessionState() == api.PeerState_ESTABLISHED {
+			if up := p.GetTimers().GetState().GetUptime(); up != nil {
+				peer.Uptime = time.Since(up.AsTime()).Truncate(time.Second)
+			}
+		}
+		for _, af := range p.GetAfiSafis() {
+			f := af.GetState().GetFamily()
+			if f.GetAfi() == api.Family_AFI_L2VPN && f.GetSafi() == api.Family_SAFI_EVPN {
+				peer.Received = af.GetState().GetReceived()
+				peer.Accepted = af.GetState().GetAccepted()
+				peer.Advertised = af.GetState().GetAdvertised()
+			}
+		}
+		out = append(out, peer)
+	})
+	slices.SortFunc(out, func(a, b Peer) int { return a.Address.Compare(b.Address) })
+	return out, err
+}
+
+// Routes lists the best EVPN paths of the global RIB, local and received.
+func (s *Server) Routes(ctx context.Context) ([]evpn.Route, error) {
+	var out []evpn.Route
+	var errs []error
+	err := s.bgp.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: evpnFamily}, func(d *api.Destination) {
+		for _, p := range d.GetPaths() {
+			if !p.GetBest() {
+				continue
+			}
+			r, ok, err := fromAPIPath(p)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if ok {
+				out = append(out, r)
+			}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bgp: list paths: %w", err)
+	}
+	return out, errors.Join(errs...)
+}
+
+// Received counts EVPN paths delivered on Events since Start.
+func (s *Server) Received() uint64 { return s.received.Load() }
+
+// Stop ends the watch first (GoBGP's watch goroutine must not outlive the
+// server), then the sessions and the server.
+func (s *Server) Stop() {
+	if s.bgp == nil {
+		return
+	}
+	if s.stopWatch != nil {
+		s.stopWatch()
+	}
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+	_ = s.bgp.StopBgp(context.Background(), &api.StopBgpRequest{})
+	s.bgp.Stop()
+}
+
+func sessionState(st api.PeerState_SessionState) string {
+	switch st {
+	case api.PeerState_IDLE:
+		return "idle"
+	case api.PeerState_CONNECT:
+		return "connect"
+	case api.PeerState_ACTIVE:
+		return "active"
+	case api.PeerState_OPENSENT:
+		return "opensent"
+	case api.PeerState_OPENCONFIRM:
+		return "openconfirm"
+	case api.PeerState_ESTABLISHED:
+		return "established"
+	}
+	return "unknown"
+}
