@@ -1,0 +1,327 @@
+// Package config owns evpnd's configuration: the file format (YAML through
+// viper, with EVPND_* environment and flag overrides), defaults, and
+// validation that reports every problem with its path, value and rule
+// before anything is applied.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/evpnd/evpnd/bgp"
+	"github.com/evpnd/evpnd/evpn"
+	"github.com/evpnd/evpnd/fabric"
+)
+
+// File is the configuration as written: the keys lab tooling and operators
+// rely on, spelled exactly so.
+type File struct {
+	RouterID    string      `mapstructure:"router-id"`
+	ASN         uint32      `mapstructure:"asn"`
+	VTEPAddress string      `mapstructure:"vtep-address"`
+	NetnsPrefix string      `mapstructure:"netns-prefix"`
+	RTPreset    string      `mapstructure:"rt-preset"`
+	BGP         BGPFile     `mapstructure:"bgp"`
+	Peers       []PeerFile  `mapstructure:"peers"`
+	Tenants     []TenantDef `mapstructure:"tenants"`
+	API         APIFile     `mapstructure:"api"`
+	StateDir    string      `mapstructure:"state-dir"`
+	Log         LogFile     `mapstructure:"log"`
+}
+
+// BGPFile is the bgp section.
+type BGPFile struct {
+	ListenAddresses []string `mapstructure:"listen-addresses"`
+	ListenPort      int      `mapstructure:"listen-port"`
+}
+
+// PeerFile is one entry of peers.
+type PeerFile struct {
+	Address           string `mapstructure:"address"`
+	ASN               uint32 `mapstructure:"asn"`
+	Port              int    `mapstructure:"port"`
+	Password          string `mapstructure:"password"`
+	HoldTime          int    `mapstructure:"hold-time"`
+	KeepaliveInterval int    `mapstructure:"keepalive-interval"`
+	Description       string `mapstructure:"description"`
+}
+
+// TenantDef is one entry of tenants.
+type TenantDef struct {
+	Name     string       `mapstructure:"name"`
+	Segments []SegmentDef `mapstructure:"segments"`
+}
+
+// SegmentDef is one entry of a tenant's segments.
+type SegmentDef struct {
+	Name         string   `mapstructure:"name"`
+	VNI          uint32   `mapstructure:"vni"`
+	Ports        []string `mapstructure:"ports"`
+	MTU          int      `mapstructure:"mtu"`
+	RouteTargets RTFile   `mapstructure:"route-targets"`
+}
+
+// RTFile is a segment's explicit route targets.
+type RTFile struct {
+	Import []string `mapstructure:"import"`
+	Export []string `mapstructure:"export"`
+}
+
+// APIFile is the api section.
+type APIFile struct {
+	Listen string `mapstructure:"listen"`
+}
+
+// LogFile is the log section.
+type LogFile struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// Config is a validated configuration in typed values.
+type Config struct {
+	RouterID    netip.Addr
+	ASN         uint32
+	VTEP        netip.Addr
+	NetnsPrefix string
+	RTPreset    evpn.Preset
+	BGP         bgp.Config
+	Tenants     []Tenant
+	APIListen   string
+	StateDir    string
+	LogLevel    slog.Level
+	LogFormat   string
+}
+
+// Tenant is a validated tenant.
+type Tenant struct {
+	Name     string
+	Segments []Segment
+}
+
+// Segment is a validated segment.
+type Segment struct {
+	Name   string
+	VNI    evpn.VNI
+	Ports  []string
+	MTU    int
+	Import []evpn.RT
+	Export []evpn.RT
+}
+
+// Defaults, also the documented ones.
+const (
+	DefaultNetnsPrefix = "evpn-"
+	DefaultRTPreset    = evpn.PresetFRR
+	DefaultListenPort  = 179
+	DefaultAPIListen   = "unix:///run/evpnd/evpnd.sock"
+	DefaultStateDir    = "/var/lib/evpnd"
+)
+
+// Error is a refused configuration: every problem found, each one line
+// "path: value: rule".
+type Error struct {
+	Source   string
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "config %s: %d problem(s):", e.Source, len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// Flags registers the flags that override config keys.
+func Flags(fs *pflag.FlagSet) {
+	fs.String("router-id", "", "BGP router ID (config key router-id)")
+	fs.Uint32("asn", 0, "local AS number (config key asn)")
+	fs.String("vtep-address", "", "VXLAN source address on the underlay (config key vtep-address)")
+	fs.String("netns-prefix", "", "tenant namespace prefix (config key netns-prefix)")
+	fs.String("api-listen", "", "API socket, unix:///path (config key api.listen)")
+	fs.String("state-dir", "", "state directory (config key state-dir)")
+	fs.String("log-level", "", "debug, info, warn or error (config key log.level)")
+	fs.String("log-format", "", "text or json (config key log.format)")
+}
+
+var flagKeys = map[string]string{
+	"router-id": "router-id", "asn": "asn", "vtep-address": "vtep-address",
+	"netns-prefix": "netns-prefix", "api-listen": "api.listen", "state-dir": "state-dir",
+	"log-level": "log.level", "log-format": "log.format",
+}
+
+// Load reads path (may be empty: environment and flags only), applies
+// EVPND_* environment variables and the flags that were set, and validates.
+// A refused configuration is an *Error.
+func Load(path string, fs *pflag.FlagSet) (*Config, error) {
+	v := viper.New()
+	v.SetEnvPrefix("EVPND")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
+	v.AutomaticEnv()
+	v.SetDefault("router-id", "")
+	v.SetDefault("asn", 0)
+	v.SetDefault("vtep-address", "")
+	v.SetDefault("netns-prefix", DefaultNetnsPrefix)
+	v.SetDefault("rt-preset", string(DefaultRTPreset))
+	v.SetDefault("bgp.listen-addresses", []string{})
+	v.SetDefault("bgp.listen-port", DefaultListenPort)
+	v.SetDefault("api.listen", DefaultAPIListen)
+	v.SetDefault("state-dir", DefaultStateDir)
+	v.SetDefault("log.level", "info")
+	v.SetDefault("log.format", "text")
+	source := "(environment)"
+	if path != "" {
+		source = path
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, &Error{Source: source, Problems: []string{fmt.Sprintf("cannot read: %v", err)}}
+		}
+	}
+	if fs != nil {
+		for flag, key := range flagKeys {
+			if f := fs.Lookup(flag); f != nil && f.Changed {
+				if err := v.BindPFlag(key, f); err != nil {
+					return nil, fmt.Errorf("flag %s: %w", flag, err)
+				}
+			}
+		}
+	}
+
+	var problems []string
+	problems = append(problems, unknownKeys("", v.AllSettings(), reflect.TypeOf(File{}))...)
+	var f File
+	err := v.Unmarshal(&f, func(dc *mapstructure.DecoderConfig) {
+		// Environment values are strings; weak typing lets EVPND_ASN=65001
+		// decode while "vni: abc" is still refused.
+		dc.WeaklyTypedInput = true
+		dc.ErrorUnused = false // unknown keys are reported above, with their paths
+	})
+	if err != nil {
+		problems = append(problems, decodeProblems(err)...)
+	}
+	cfg, vp := f.Validate()
+	problems = append(problems, vp...)
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		problems = slices.Compact(problems)
+		return nil, &Error{Source: source, Problems: problems}
+	}
+	return cfg, nil
+}
+
+// decodeProblems flattens mapstructure's joined errors into one line each.
+func decodeProblems(err error) []string {
+	var out []string
+	var de *mapstructure.DecodeError
+	if errors.As(err, &de) {
+		return []string{fmt.Sprintf("%s: %v", de.Name(), de.Unwrap())}
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+		if line == "" || strings.HasPrefix(line, "decoding failed") {
+			continue
+		}
+		out = append(out, strings.TrimSpace(line))
+	}
+	return out
+}
+
+// unknownKeys walks the settings against File's mapstructure tags and
+// reports every key the schema does not have, with its path.
+func unknownKeys(prefix string, val any, t reflect.Type) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var out []string
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := val.(map[string]any)
+		if !ok {
+			return nil // a type error, reported by the decoder
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			fields[t.Field(i).Tag.Get("mapstructure")] = t.Field(i).Type
+		}
+		for k, sub := range m {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			ft, ok := fields[k]
+			if !ok {
+				out = append(out, fmt.Sprintf("%s: unknown key", p))
+				continue
+			}
+			out = append(out, unknownKeys(p, sub, ft)...)
+		}
+	case reflect.Slice:
+		items, ok := val.([]any)
+		if !ok {
+			return nil
+		}
+		for i, it := range items {
+			out = append(out, unknownKeys(fmt.Sprintf("%s[%d]", prefix, i), it, t.Elem())...)
+		}
+	}
+	return out
+}
+
+// Fabric is the datapath's view of the configuration.
+func (c *Config) Fabric() fabric.Config {
+	fc := fabric.Config{NetnsPrefix: c.NetnsPrefix, VTEP: c.VTEP}
+	for _, t := range c.Tenants {
+		ft := fabric.Tenant{Name: t.Name}
+		for _, s := range t.Segments {
+			ft.Segments = append(ft.Segments, fabric.Segment{Name: s.Name, VNI: s.VNI, MTU: s.MTU, Ports: s.Ports})
+		}
+		fc.Tenants = append(fc.Tenants, ft)
+	}
+	return fc
+}
+
+// Segments derives the EVPN segments (RD, RTs) of the configuration. RD
+// indexes are stable for a given set of VNIs: each VNI takes its low 16
+// bits unless another VNI of this host took them first (in VNI order).
+func (c *Config) Segments() []evpn.Segment {
+	type seg struct {
+		tenant string
+		s      Segment
+	}
+	var all []seg
+	for _, t := range c.Tenants {
+		for _, s := range t.Segments {
+			all = append(all, seg{t.Name, s})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].s.VNI < all[j].s.VNI })
+	used := map[uint16]bool{}
+	out := make([]evpn.Segment, 0, len(all))
+	for _, a := range all {
+		idx := uint16(a.s.VNI)
+		for used[idx] {
+			idx++
+		}
+		used[idx] = true
+		out = append(out, evpn.NewSegment(c.RouterID, c.ASN, c.RTPreset, idx, a.tenant, a.s.Name, a.s.VNI, a.s.Import, a.s.Export))
+	}
+	return out
+}
+
+// seconds is a config duration in whole seconds.
+func seconds(n int) time.Duration { return time.Duration(n) * time.Second }

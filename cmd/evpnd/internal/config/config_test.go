@@ -1,0 +1,163 @@
+package config
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/evpnd/evpnd/evpn"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestLoadGood(t *testing.T) {
+	cfg, err := Load("testdata/good.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RouterID != netip.MustParseAddr("10.0.0.1") || cfg.ASN != 65001 || cfg.VTEP != netip.MustParseAddr("10.0.0.1") {
+		t.Errorf("globals: %+v", cfg)
+	}
+	if got := len(cfg.BGP.Peers); got != 1 {
+		t.Fatalf("peers: %d", got)
+	}
+	p := cfg.BGP.Peers[0]
+	if p.Address != netip.MustParseAddr("10.0.0.254") || p.ASN != 65000 || p.Password != "s3cret" || p.HoldTime.Seconds() != 9 || p.Description != "rr1" {
+		t.Errorf("peer: %+v", p)
+	}
+	if cfg.BGP.NextHop != cfg.VTEP {
+		t.Errorf("next hop %s, want the vtep", cfg.BGP.NextHop)
+	}
+	db := cfg.Tenants[0].Segments[1]
+	if db.VNI != 65636 || db.MTU != 1450 || len(db.Import) != 1 || len(db.Export) != 2 || db.Export[1].String() != "10.0.0.1:7" {
+		t.Errorf("segment db: %+v", db)
+	}
+	if cfg.LogFormat != "json" {
+		t.Errorf("log format %q", cfg.LogFormat)
+	}
+
+	// RD indexes: VNI 100 and 65636 share their low 16 bits; the lower VNI
+	// keeps 100, the other takes the next free index.
+	segs := cfg.Segments()
+	rd := map[evpn.VNI]string{}
+	for _, s := range segs {
+		rd[s.VNI] = s.RD.String()
+	}
+	want := map[evpn.VNI]string{100: "10.0.0.1:100", 200: "10.0.0.1:200", 65636: "10.0.0.1:101"}
+	for v, w := range want {
+		if rd[v] != w {
+			t.Errorf("vni %d: rd %s, want %s", v, rd[v], w)
+		}
+	}
+	fc := cfg.Fabric()
+	if fc.NetnsPrefix != "evpn-" || len(fc.Tenants) != 2 || fc.Tenants[0].Segments[0].Ports[0] != "tap-vm1" {
+		t.Errorf("fabric config: %+v", fc)
+	}
+}
+
+// TestLoadBad checks that one message lists every problem, with path, value
+// and rule; the golden file is the operator-facing text.
+func TestLoadBad(t *testing.T) {
+	_, err := Load("testdata/bad.yaml", nil)
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	cerr, ok := err.(*Error)
+	if !ok {
+		t.Fatalf("error type %T: %v", err, err)
+	}
+	got := cerr.Error() + "\n"
+	golden := filepath.Join("testdata", "bad.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("message differs from %s:\n--- got\n%s--- want\n%s", golden, got, want)
+	}
+	for _, must := range []string{
+		`tenants[0].segments[1].vni: 16777216 is out of range 1..16777215`,
+		`peers[0].colour: unknown key`,
+		`tenants[1].segments[0].vni: 100 is already used by tenants[0].segments[0]`,
+		`tenants[1].name: "../etc" cannot be part of a namespace name`,
+		`router-id: "10.0.0.300" is not an IPv4 address`,
+		`peers[1].address: "10.0.0.254" duplicates peers[0].address`,
+		`tenants[0].segments[1].ports[0]: "tap-vm1" is already attached at tenants[0].segments[0].ports[0]`,
+	} {
+		if !strings.Contains(got, must) {
+			t.Errorf("message lacks %q", must)
+		}
+	}
+}
+
+func TestLoadEnvAndFlags(t *testing.T) {
+	t.Setenv("EVPND_NETNS_PREFIX", "lab1-h1-")
+	t.Setenv("EVPND_API_LISTEN", "unix:///tmp/x/evpnd.sock")
+	t.Setenv("EVPND_ASN", "65123")
+	fs := pflag.NewFlagSet("evpnd", pflag.ContinueOnError)
+	Flags(fs)
+	if err := fs.Parse([]string{"--state-dir", "/tmp/state", "--asn", "65222"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load("testdata/good.yaml", fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NetnsPrefix != "lab1-h1-" || cfg.APIListen != "unix:///tmp/x/evpnd.sock" {
+		t.Errorf("env not applied: %q %q", cfg.NetnsPrefix, cfg.APIListen)
+	}
+	if cfg.StateDir != "/tmp/state" || cfg.ASN != 65222 {
+		t.Errorf("flags not applied (flags beat env): %q %d", cfg.StateDir, cfg.ASN)
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "min.yaml")
+	if err := os.WriteFile(p, []byte("router-id: 10.0.0.9\nasn: 65009\nvtep-address: 10.0.0.9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NetnsPrefix != DefaultNetnsPrefix || cfg.RTPreset != DefaultRTPreset || cfg.BGP.ListenPort != DefaultListenPort ||
+		cfg.APIListen != DefaultAPIListen || cfg.StateDir != DefaultStateDir || cfg.LogFormat != "text" {
+		t.Errorf("defaults: %+v", cfg)
+	}
+}
+
+func TestLoadTypeErrors(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "types.yaml")
+	body := "router-id: 10.0.0.9\nasn: many\nvtep-address: 10.0.0.9\ntenants:\n  - name: a\n    segments:\n      - {name: s, vni: lots}\n"
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p, nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, must := range []string{"asn", "tenants[0].segments[0].vni"} {
+		if !strings.Contains(err.Error(), must) {
+			t.Errorf("error lacks %q:\n%v", must, err)
+		}
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load("testdata/does-not-exist.yaml", nil)
+	if err == nil || !strings.Contains(err.Error(), "does-not-exist.yaml") {
+		t.Fatalf("error %v", err)
+	}
+}
