@@ -1,0 +1,54 @@
+# evpnd — see README.md. `make` builds; `make test` is the test command;
+# `make demo` brings up a lab and shows the overlay working.
+
+GO       ?= go
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+TOOLS    := $(CURDIR)/bin/tools
+STATICCHECK_VERSION := v0.8.2
+LAB      ?= integration/topologies/l2-evpn.clab.yml
+BENCH_ROUTES ?= 10000,100000
+
+.PHONY: build test test-short lint fmt demo lab-up lab-down bench proto proto-check deps clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/evpnd ./cmd/evpnd
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/evpnctl ./cmd/evpnctl
+
+deps:
+	bash integration/scripts/deps.sh
+
+# The test command: unit, privileged (root) and lab tests. Lab tests use
+# bin/evpnd, so build first.
+test: build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 25m ./...
+
+# Unit tests only (no root, no FRR needed).
+test-short:
+	$(GO) test -short -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@test -x $(TOOLS)/staticcheck || GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(TOOLS)/staticcheck ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+# Bring up the L2 lab, show peers, routes and TCP across the overlay.
+demo: deps build
+	bash integration/scripts/demo.sh $(LAB)
+
+lab-up: build
+	$(GO) run ./integration/cmd/lab up --keep $(LAB)
+
+lab-down:
+	$(GO) run ./integration/cmd/lab down all
+
+bench: deps build
+	$(GO) run ./integration/cmd/bench -routes $(BENCH_ROUTES)
+
+clean:
+	rm -rf bin
