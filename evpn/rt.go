@@ -119,12 +119,13 @@ func AutoRT(p Preset, asn uint32, vni VNI) RT {
 		}
 	case PresetRFC8365:
 		// RFC 8365 s5.1.2.1: a 2-byte global admin (the low 16 bits of the
-		// AS), and a local admin of A(1) | Type(3)=1 (VXLAN) | D-ID(4)=0 |
-		// Service ID(24) = VNI.
+		// AS), and a local admin of A(1)=0 (auto-derived) | Type(3)=1
+		// (VXLAN) | D-ID(4)=0 | Service ID(24) = VNI. Junos "vrf-target
+		// auto" gives 65000:268435556 for VNI 100.
 		var rt RT
 		rt[0], rt[1] = 0x00, 0x02
 		binary.BigEndian.PutUint16(rt[2:4], uint16(asn))
-		binary.BigEndian.PutUint32(rt[4:8], 1<<31|1<<28|uint32(vni))
+		binary.BigEndian.PutUint32(rt[4:8], 1<<28|uint32(vni)&uint32(MaxVNI))
 		return rt
 	}
 	return NewRT0(uint16(asn), uint32(vni))
