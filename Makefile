@@ -9,7 +9,9 @@ STATICCHECK_VERSION := v0.8.2
 LAB      ?= integration/topologies/l2-evpn.clab.yml
 BENCH_ROUTES ?= 10000,100000
 
-.PHONY: build test test-short lint fmt demo lab-up lab-down bench proto proto-check deps clean
+include api/tools.mk
+
+.PHONY: build test test-short lint fmt demo lab-up lab-down bench proto proto-check proto-tools deps clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/evpnd ./cmd/evpnd
@@ -49,6 +51,18 @@ lab-down:
 
 bench: deps build
 	$(GO) run ./integration/cmd/bench -routes $(BENCH_ROUTES)
+
+# Regenerate the gRPC code from api/evpnd/v1/*.proto with the pinned tools
+# (api/tools.mk), installed into bin/tools.
+proto:
+	@test -x $(TOOLS)/buf || GOBIN=$(TOOLS) $(MAKE) --no-print-directory proto-tools
+	PATH=$(TOOLS):$$PATH buf lint api
+	PATH=$(TOOLS):$$PATH buf generate api --template api/buf.gen.yaml
+
+# Fails when the committed generated code is not what the protos give.
+proto-check: proto
+	@git diff --exit-code -- api/ || (echo "generated code in api/ is stale: run make proto" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- api/)" || (git status --porcelain -- api/; echo "untracked generated files in api/" >&2; exit 1)
 
 clean:
 	rm -rf bin

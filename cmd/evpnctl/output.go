@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	evpndv1 "github.com/evpnd/evpnd/api/evpnd/v1"
+)
+
+// jsonOptions keep the JSON stable for scripts: proto field names, and
+// every scalar and list present even when empty, so a key never vanishes.
+var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}
+
+// writeJSON writes {"<key>": [rows...]} indented. protojson's own
+// whitespace is deliberately unstable, so it is normalised here.
+func writeJSON[M proto.Message](w io.Writer, key string, rows []M) error {
+	items := make([]json.RawMessage, len(rows))
+	for i, r := range rows {
+		b, err := jsonOptions.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encoding %s: %w", key, err)
+		}
+		items[i] = b
+	}
+	raw, err := json.Marshal(map[string][]json.RawMessage{key: items})
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", key, err)
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, raw, "", "  "); err != nil {
+		return fmt.Errorf("encoding %s: %w", key, err)
+	}
+	out.WriteByte('\n')
+	_, err = w.Write(out.Bytes())
+	return err
+}
+
+// table writes aligned columns, two spaces apart, like kubectl.
+type table struct{ tw *tabwriter.Writer }
+
+func newTable(w io.Writer, header ...string) *table {
+	t := &table{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)}
+	t.row(header...)
+	return t
+}
+
+// row writes one line; an empty cell reads "-" so columns stay readable.
+func (t *table) row(cells ...string) {
+	for i, c := range cells {
+		if c == "" {
+			cells[i] = "-"
+		}
+	}
+	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+}
+
+func (t *table) flush() error { return t.tw.Flush() }
+
+func peersTable(w io.Writer, peers []*evpndv1.Peer) error {
+	t := newTable(w, "NEIGHBOR", "AS", "STATE", "UP/DOWN", "RECEIVED", "ACCEPTED", "ADVERTISED", "DESCRIPTION")
+	for _, p := range peers {
+		t.row(p.GetAddress(), u64(uint64(p.GetAsn())), enumName(p.GetState().String(), "PEER_STATE_"),
+			uptime(p.GetUptime().AsDuration()), u64(p.GetReceived()), u64(p.GetAccepted()), u64(p.GetAdvertised()),
+			p.GetDescription())
+	}
+	return t.flush()
+}
+
+func routesTable(w io.Writer, routes []*evpndv1.Route) error {
+	t := newTable(w, "TYPE", "ROUTE", "NEXT HOP", "VNI", "ROUTE TARGETS", "ATTRIBUTES", "FROM")
+	for _, r := range routes {
+		labels := r.GetLabels()
+		if pmsi := r.GetPmsiTunnel(); len(labels) == 0 && pmsi != nil {
+			labels = []uint32{pmsi.GetLabel()}
+		}
+		vnis := make([]string, len(labels))
+		for i, l := range labels {
+			vnis[i] = u64(uint64(l))
+		}
+		from := r.GetPeer()
+		if r.GetLocal() {
+			from = "local"
+		}
+		t.row(typeName(r.GetType()), r.GetNlri(), r.GetNextHop(), strings.Join(vnis, ","),
+			strings.Join(r.GetRouteTargets(), ","), routeAttributes(r), from)
+	}
+	return t.flush()
+}
+
+func typeName(t evpndv1.RouteType) string {
+	for name, rt := range routeTypes {
+		if rt == t {
+			return name
+		}
+	}
+	return enumName(t.String(), "ROUTE_TYPE_")
+}
+
+// routeAttributes summarises the path attributes that matter when reading
+// EVPN: encapsulation, router MAC, MAC mobility, PMSI tunnel.
+func routeAttributes(r *evpndv1.Route) string {
+	var a []string
+	if e := r.GetEncapsulation(); e != evpndv1.Encapsulation_ENCAPSULATION_UNSPECIFIED {
+		a = append(a, enumName(e.String(), "ENCAPSULATION_"))
+	}
+	if m := r.GetRouterMac(); m != "" {
+		a = append(a, "rmac="+m)
+	}
+	if mm := r.GetMacMobility(); mm != nil {
+		a = append(a, "seq="+u64(uint64(mm.GetSequence())))
+		if mm.GetSticky() {
+			a = append(a, "sticky")
+		}
+	}
+	if p := r.GetPmsiTunnel(); p != nil {
+		typ := enumName(p.GetType().String(), "PMSI_TUNNEL_TYPE_")
+		if p.GetType() == evpndv1.PmsiTunnelType_PMSI_TUNNEL_TYPE_INGRESS_REPLICATION {
+			typ = "ir"
+		}
+		a = append(a, "pmsi="+typ+":"+p.GetEndpoint())
+	}
+	return strings.Join(a, " ")
+}
+
+func macsTable(w io.Writer, macs []*evpndv1.Mac) error {
+	t := newTable(w, "TENANT", "VNI", "MAC", "PORT", "VTEP", "TYPE")
+	for _, m := range macs {
+		typ := "local"
+		if m.GetRemote() {
+			typ = "remote"
+		}
+		t.row(m.GetTenant(), u64(uint64(m.GetVni())), m.GetMac(), m.GetPort(), m.GetVtep(), typ)
+	}
+	return t.flush()
+}
+
+// enumName is an enum value's name without its prefix, in lower case with
+// dashes: PEER_STATE_ESTABLISHED -> established.
+func enumName(name, prefix string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, prefix)), "_", "-")
+}
+
+func u64(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// uptime reads like FRR's peer up/down column: hh:mm:ss under a day,
+// then 1d02h03m, then 1w2d03h.
+func uptime(d time.Duration) string {
+	s := int64(d / time.Second)
+	const day, week = 24 * 3600, 7 * 24 * 3600
+	switch {
+	case s < day:
+		return fmt.Sprintf("%02d:%02d:%02d", s/3600, s%3600/60, s%60)
+	case s < week:
+		return fmt.Sprintf("%dd%02dh%02dm", s/day, s%day/3600, s%3600/60)
+	}
+	return fmt.Sprintf("%dw%dd%02dh", s/week, s%week/day, s%day/3600)
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	evpndv1 "github.com/evpnd/evpnd/api/evpnd/v1"
+)
+
+func newShowCmd(g *globals) *cobra.Command {
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Show evpnd's state",
+		Args:  noArgs,
+		RunE:  groupRunE,
+	}
+	evpnCmd := &cobra.Command{
+		Use:   "evpn",
+		Short: "Show EVPN routes and MAC tables",
+		Args:  noArgs,
+		RunE:  groupRunE,
+	}
+	evpnCmd.AddCommand(newRoutesCmd(g), newMacsCmd(g))
+	show.AddCommand(newPeersCmd(g), evpnCmd)
+	return show
+}
+
+// call dials evpnd, runs fn with the --timeout deadline and explains its
+// error.
+func call(ctx context.Context, g *globals, fn func(ctx context.Context, api evpndv1.EvpndServiceClient) error) error {
+	if err := g.checkOutput(); err != nil {
+		return err
+	}
+	c, err := dial(g)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	if err := fn(ctx, c.api); err != nil {
+		return c.explain(err)
+	}
+	return nil
+}
+
+func newPeersCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "peers",
+		Short: "Show BGP peers and their session state",
+		Long: `Show the BGP neighbours of evpnd: address, AS, session state, time in that
+state, and the EVPN paths received from, accepted from and advertised to
+each.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return showPeers(cmd.Context(), g, cmd.OutOrStdout())
+		},
+	}
+}
+
+func showPeers(ctx context.Context, g *globals, w io.Writer) error {
+	var peers []*evpndv1.Peer
+	err := call(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient) error {
+		req := &evpndv1.ListPeersRequest{}
+		for {
+			resp, err := api.ListPeers(ctx, req)
+			if err != nil {
+				return err
+			}
+			peers = append(peers, resp.GetPeers()...)
+			if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if g.output == "json" {
+		return writeJSON(w, "peers", peers)
+	}
+	return peersTable(w, peers)
+}
+
+// routeTypes maps --type values to the API's route types.
+var routeTypes = map[string]evpndv1.RouteType{
+	"macip":     evpndv1.RouteType_ROUTE_TYPE_MAC_IP,
+	"multicast": evpndv1.RouteType_ROUTE_TYPE_INCLUSIVE_MULTICAST,
+	"prefix":    evpndv1.RouteType_ROUTE_TYPE_IP_PREFIX,
+}
+
+type routesFlags struct {
+	typ, rd, mac, prefix string
+	vni                  uint32
+}
+
+func newRoutesCmd(g *globals) *cobra.Command {
+	var f routesFlags
+	cmd := &cobra.Command{
+		Use:   "routes",
+		Short: "Show EVPN routes",
+		Long: `Show the EVPN routes evpnd knows: those it originates (FROM local) and the
+best paths received from its peers. Filters combine: a route is shown when
+it matches all of them.`,
+		Example: `  evpnctl show evpn routes --type macip --vni 100
+  evpnctl show evpn routes --mac 02:00:00:00:01:01
+  evpnctl show evpn routes --prefix 10.1.0.0/16 -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return showRoutes(cmd.Context(), g, cmd.Flags().Changed("vni"), f, cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.typ, "type", "", "only routes of this type: macip (type 2), multicast (type 3) or prefix (type 5)")
+	fl.Uint32Var(&f.vni, "vni", 0, "only routes carrying this VNI (1..16777215) as a label")
+	fl.StringVar(&f.rd, "rd", "", "only routes with this route distinguisher, e.g. 10.0.0.1:3")
+	fl.StringVar(&f.mac, "mac", "", "only MAC/IP routes for this MAC address")
+	fl.StringVar(&f.prefix, "prefix", "", "only routes within this prefix: type-5 prefixes and type-2 IPs it contains")
+	return cmd
+}
+
+func showRoutes(ctx context.Context, g *globals, vniSet bool, f routesFlags, w io.Writer) error {
+	req := &evpndv1.ListRoutesRequest{Rd: f.rd, Mac: f.mac, Prefix: f.prefix}
+	if f.typ != "" {
+		t, ok := routeTypes[f.typ]
+		if !ok {
+			return usagef("invalid --type %q: want macip, multicast or prefix", f.typ)
+		}
+		req.Type = t
+	}
+	if vniSet {
+		req.Vni = &f.vni
+	}
+	var routes []*evpndv1.Route
+	err := call(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient) error {
+		for {
+			resp, err := api.ListRoutes(ctx, req)
+			if err != nil {
+				return err
+			}
+			routes = append(routes, resp.GetRoutes()...)
+			if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if g.output == "json" {
+		return writeJSON(w, "routes", routes)
+	}
+	return routesTable(w, routes)
+}
+
+// macOrigins maps --origin values to the API's MAC origins.
+var macOrigins = map[string]evpndv1.MacOrigin{
+	"local":  evpndv1.MacOrigin_MAC_ORIGIN_LOCAL,
+	"remote": evpndv1.MacOrigin_MAC_ORIGIN_REMOTE,
+}
+
+type macsFlags struct {
+	tenant, origin string
+	vni            uint32
+}
+
+func newMacsCmd(g *globals) *cobra.Command {
+	var f macsFlags
+	cmd := &cobra.Command{
+		Use:   "macs",
+		Short: "Show the MAC tables of the tenant segments",
+		Long: `Show the MAC tables of the tenant segments: MACs learned on local ports and
+MACs behind remote VTEPs installed from EVPN routes.`,
+		Example: `  evpnctl show evpn macs --tenant blue --vni 100
+  evpnctl show evpn macs --origin remote -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return showMacs(cmd.Context(), g, cmd.Flags().Changed("vni"), f, cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.tenant, "tenant", "", "only this tenant's segments")
+	fl.Uint32Var(&f.vni, "vni", 0, "only the segment with this VNI (1..16777215)")
+	fl.StringVar(&f.origin, "origin", "", "only local or only remote MACs: local or remote")
+	return cmd
+}
+
+func showMacs(ctx context.Context, g *globals, vniSet bool, f macsFlags, w io.Writer) error {
+	req := &evpndv1.ListMacsRequest{Tenant: f.tenant}
+	if f.origin != "" {
+		o, ok := macOrigins[f.origin]
+		if !ok {
+			return usagef("invalid --origin %q: want local or remote", f.origin)
+		}
+		req.Origin = o
+	}
+	if vniSet {
+		req.Vni = &f.vni
+	}
+	var macs []*evpndv1.Mac
+	err := call(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient) error {
+		for {
+			resp, err := api.ListMacs(ctx, req)
+			if err != nil {
+				return err
+			}
+			macs = append(macs, resp.GetMacs()...)
+			if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if g.output == "json" {
+		return writeJSON(w, "macs", macs)
+	}
+	return macsTable(w, macs)
+}
