@@ -1,0 +1,101 @@
+// Command evpnd puts a Linux host on an EVPN/VXLAN fabric: tenant overlays
+// in network namespaces, BGP EVPN with the fabric's ToRs and route
+// reflectors, and the kernel datapath that follows.
+//
+// It owns flags, configuration loading, wiring, signals and exit codes:
+// 0 clean stop, 1 runtime failure, 2 bad configuration or usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/evpnd/evpnd/bgp"
+	"github.com/evpnd/evpnd/cmd/evpnd/internal/config"
+	"github.com/evpnd/evpnd/cmd/evpnd/internal/daemon"
+	"github.com/evpnd/evpnd/fabric"
+)
+
+// version is set by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("evpnd", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.StringP("config", "c", "", "configuration file (YAML)")
+	check := fs.Bool("check", false, "validate the configuration and exit (status 0 valid, 2 invalid)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	config.Flags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: evpnd --config FILE [--check] [flags]\n\n"+
+			"evpnd makes this host a member of an EVPN/VXLAN fabric. Every config key can also\n"+
+			"be set as EVPND_<KEY> (upper case, '-' and '.' as '_'), e.g. EVPND_NETNS_PREFIX.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "evpnd", version)
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "evpnd: unexpected argument %q (did you mean --config %s?)\n", fs.Arg(0), fs.Arg(0))
+		return 2
+	}
+	cfg, err := config.Load(*path, fs)
+	if err != nil {
+		fmt.Fprintln(stderr, "evpnd:", err)
+		return 2
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: configuration is valid (%d peers, %d tenants)\n", orEnv(*path), len(cfg.BGP.Peers), len(cfg.Tenants))
+		return 0
+	}
+
+	log := newLogger(cfg, stderr)
+	dp, err := fabric.New(fabric.Options{Logger: log.With("component", "fabric")})
+	if err != nil {
+		log.Error("datapath", "err", err)
+		return 1
+	}
+	defer dp.Close()
+	d := daemon.New(log, cfg, bgp.New(log.With("component", "bgp")), dp)
+	if err := d.Run(ctx); err != nil {
+		log.Error("evpnd failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func orEnv(path string) string {
+	if path == "" {
+		return "(environment)"
+	}
+	return path
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
