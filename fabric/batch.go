@@ -1,0 +1,306 @@
+package fabric
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/evpnd/evpnd/evpn"
+)
+
+// Socket and window sizes for pipelined writes. The kernel handles every
+// message of one sendto in the sender's context and queues one ACK skb per
+// message on our receive queue, so the number of unread ACKs, not the
+// number of sends, is what must fit in the receive buffer. An ACK skb costs
+// well under 1 KiB of receive buffer; a 1024 window leaves a wide margin in
+// 16 MiB.
+const (
+	batchSockBuf  = 16 << 20
+	batchWindow   = 1024
+	batchChunk    = 64 << 10
+	batchRecvBuf  = 1 << 20
+	batchRecvWait = 30 // seconds without any ACK before a batch gives up
+)
+
+// ndaProtocol is NDA_PROTOCOL; evpnd stamps its neighbor entries with
+// neighProto so `ip neigh` shows who installed them.
+const (
+	ndaProtocol = 12
+	neighProto  = 0xe5
+)
+
+// opKind is one kind of remote-entry write.
+type opKind uint8
+
+const (
+	opFDBAdd       opKind = iota // bridge extern_learn + vxlan dst, one message
+	opFDBDel                     // both, one message; see Linux.write
+	opFDBDelMaster               // bridge entry on the vxlan port
+	opFDBDelSelf                 // vxlan fdb entry with this dst
+	opFloodAdd
+	opFloodDel
+	opNeighAdd
+	opNeighDel
+)
+
+// op is one netlink request of a batch.
+type op struct {
+	kind    opKind
+	ifindex int
+	vni     evpn.VNI
+	mac     net.HardwareAddr
+	addr    netip.Addr // VTEP for FDB/flood, IP for neighbors
+}
+
+func (o op) isDelete() bool {
+	return o.kind == opFDBDel || o.kind == opFDBDelMaster || o.kind == opFDBDelSelf || o.kind == opFloodDel || o.kind == opNeighDel
+}
+
+func (o op) String() string {
+	switch o.kind {
+	case opFDBAdd:
+		return fmt.Sprintf("add fdb vni %d mac %s vtep %s", o.vni, o.mac, o.addr)
+	case opFDBDel:
+		return fmt.Sprintf("delete fdb vni %d mac %s vtep %s", o.vni, o.mac, o.addr)
+	case opFDBDelMaster:
+		return fmt.Sprintf("delete bridge fdb vni %d mac %s", o.vni, o.mac)
+	case opFDBDelSelf:
+		return fmt.Sprintf("delete vxlan fdb vni %d mac %s vtep %s", o.vni, o.mac, o.addr)
+	case opFloodAdd:
+		return fmt.Sprintf("add flood vni %d vtep %s", o.vni, o.addr)
+	case opFloodDel:
+		return fmt.Sprintf("delete flood vni %d vtep %s", o.vni, o.addr)
+	case opNeighAdd:
+		return fmt.Sprintf("add neighbor vni %d ip %s mac %s", o.vni, o.addr, o.mac)
+	case opNeighDel:
+		return fmt.Sprintf("delete neighbor vni %d ip %s", o.vni, o.addr)
+	}
+	return fmt.Sprintf("op %d", o.kind)
+}
+
+var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+
+// encode appends the netlink message for o with sequence number seq.
+func (o op) encode(b []byte, seq uint32) []byte {
+	var (
+		typ    uint16
+		flags  uint16 = unix.NLM_F_REQUEST | unix.NLM_F_ACK
+		family uint8  = unix.AF_BRIDGE
+		state  uint16
+		nflags uint8
+		mac    = o.mac
+		dst    = true
+	)
+	switch o.kind {
+	case opFDBAdd:
+		typ, flags = unix.RTM_NEWNEIGH, flags|unix.NLM_F_CREATE|unix.NLM_F_REPLACE
+		state = unix.NUD_REACHABLE | unix.NUD_NOARP
+		nflags = unix.NTF_SELF | unix.NTF_MASTER | unix.NTF_EXT_LEARNED
+	case opFDBDel:
+		typ, nflags = unix.RTM_DELNEIGH, unix.NTF_SELF|unix.NTF_MASTER
+	case opFDBDelMaster:
+		typ, nflags, dst = unix.RTM_DELNEIGH, unix.NTF_MASTER, false
+	case opFDBDelSelf:
+		typ, nflags = unix.RTM_DELNEIGH, unix.NTF_SELF
+	case opFloodAdd:
+		typ, flags = unix.RTM_NEWNEIGH, flags|unix.NLM_F_CREATE|unix.NLM_F_APPEND
+		state, nflags, mac = unix.NUD_PERMANENT|unix.NUD_NOARP, unix.NTF_SELF, zeroMAC
+	case opFloodDel:
+		typ, nflags, mac = unix.RTM_DELNEIGH, unix.NTF_SELF, zeroMAC
+	case opNeighAdd:
+		typ, flags = unix.RTM_NEWNEIGH, flags|unix.NLM_F_CREATE|unix.NLM_F_REPLACE
+		family, state, nflags = addrFamily(o.addr), unix.NUD_NOARP, unix.NTF_EXT_LEARNED
+	case opNeighDel:
+		typ, family, mac = unix.RTM_DELNEIGH, addrFamily(o.addr), nil
+	}
+	start := len(b)
+	b = binary.NativeEndian.AppendUint32(b, 0) // length, patched below
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = binary.NativeEndian.AppendUint16(b, flags)
+	b = binary.NativeEndian.AppendUint32(b, seq)
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	// struct ndmsg: family, 3 pad, ifindex, state, flags, type.
+	b = append(b, family, 0, 0, 0)
+	b = binary.NativeEndian.AppendUint32(b, uint32(o.ifindex))
+	b = binary.NativeEndian.AppendUint16(b, state)
+	b = append(b, nflags, 0)
+	if mac != nil {
+		b = appendAttr(b, unix.NDA_LLADDR, mac)
+	}
+	if dst {
+		b = appendAttr(b, unix.NDA_DST, o.addr.AsSlice())
+	}
+	if o.kind == opNeighAdd {
+		b = appendAttr(b, ndaProtocol, []byte{neighProto})
+	}
+	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
+	return b
+}
+
+func appendAttr(b []byte, typ uint16, val []byte) []byte {
+	l := 4 + len(val)
+	b = binary.NativeEndian.AppendUint16(b, uint16(l))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, val...)
+	for i := l; i%4 != 0; i++ {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func addrFamily(a netip.Addr) uint8 {
+	if a.Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
+// batchWriter owns one NETLINK_ROUTE socket opened in one namespace and
+// writes batches on it pipelined: up to batchWindow requests in flight,
+// many per sendto, ACKs read in bulk and matched by sequence number.
+type batchWriter struct {
+	fd   int
+	seq  uint32
+	send []byte
+	recv []byte
+}
+
+func newBatchWriter(ns netns.NsHandle) (*batchWriter, error) {
+	w := &batchWriter{fd: -1}
+	err := inNetns(ns, func() error {
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("netlink socket: %w", err)
+		}
+		w.fd = fd
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := w.setup(); err != nil {
+		unix.Close(w.fd)
+		return nil, err
+	}
+	w.send = make([]byte, 0, batchChunk+4096)
+	w.recv = make([]byte, batchRecvBuf)
+	return w, nil
+}
+
+func (w *batchWriter) setup() error {
+	if err := unix.Bind(w.fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("bind netlink socket: %w", err)
+	}
+	// FORCE variants exceed rmem_max/wmem_max (we run as root); fall back
+	// to the capped sizes otherwise.
+	if err := unix.SetsockoptInt(w.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, batchSockBuf); err != nil {
+		_ = unix.SetsockoptInt(w.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, batchSockBuf)
+	}
+	if err := unix.SetsockoptInt(w.fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, batchSockBuf); err != nil {
+		_ = unix.SetsockoptInt(w.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, batchSockBuf)
+	}
+	// ACKs for failed requests would otherwise carry the whole request.
+	_ = unix.SetsockoptInt(w.fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
+	tv := unix.Timeval{Sec: batchRecvWait}
+	if err := unix.SetsockoptTimeval(w.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("set receive timeout: %w", err)
+	}
+	return nil
+}
+
+func (w *batchWriter) close() {
+	if w.fd >= 0 {
+		unix.Close(w.fd)
+		w.fd = -1
+	}
+}
+
+// opError is the kernel's answer to one request of a batch.
+type opError struct {
+	index int
+	op    op
+	errno syscall.Errno
+}
+
+// write sends ops and returns the ones the kernel refused. ENOENT on a
+// delete and EEXIST on an add count as success; missing lists the deletes
+// that found nothing. err is set when the batch could not complete; ops
+// without an answer then count as failed.
+func (w *batchWriter) write(ctx context.Context, ops []op) (failed []opError, missing []int, err error) {
+	if len(ops) == 0 {
+		return nil, nil, nil
+	}
+	base := w.seq + 1
+	w.seq += uint32(len(ops))
+	answered := make([]bool, len(ops))
+	next, acked := 0, 0
+	for acked < len(ops) {
+		if next < len(ops) && next-acked < batchWindow {
+			if err := ctx.Err(); err != nil {
+				return w.unanswered(ops, answered, failed), missing, fmt.Errorf("batch cancelled after %d of %d requests: %w", next, len(ops), err)
+			}
+			b := w.send[:0]
+			for next < len(ops) && next-acked < batchWindow && len(b) < batchChunk {
+				b = ops[next].encode(b, base+uint32(next))
+				next++
+			}
+			w.send = b
+			if err := unix.Sendto(w.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+				return w.unanswered(ops, answered, failed), missing, fmt.Errorf("send netlink batch: %w", err)
+			}
+			// The kernel has processed the chunk by now; reading ACKs
+			// before sending more keeps the window bounded.
+			if next-acked < batchWindow && next < len(ops) {
+				continue
+			}
+		}
+		n, _, err := unix.Recvfrom(w.fd, w.recv, 0)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return w.unanswered(ops, answered, failed), missing, fmt.Errorf("read netlink acks (%d of %d answered): %w", acked, len(ops), err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(w.recv[:n])
+		if err != nil {
+			return w.unanswered(ops, answered, failed), missing, fmt.Errorf("parse netlink acks: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
+				continue
+			}
+			i := int(m.Header.Seq - base)
+			if m.Header.Seq < base || i >= next || answered[i] {
+				continue // a stale answer from an earlier, abandoned batch
+			}
+			answered[i] = true
+			acked++
+			errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data[:4])))
+			if errno == unix.ENOENT && ops[i].isDelete() {
+				missing = append(missing, i)
+				continue
+			}
+			if errno == 0 || (errno == unix.EEXIST && !ops[i].isDelete()) {
+				continue
+			}
+			failed = append(failed, opError{index: i, op: ops[i], errno: errno})
+		}
+	}
+	return failed, missing, nil
+}
+
+func (w *batchWriter) unanswered(ops []op, answered []bool, failed []opError) []opError {
+	for i, o := range ops {
+		if !answered[i] {
+			failed = append(failed, opError{index: i, op: o, errno: unix.EIO})
+		}
+	}
+	return failed
+}

@@ -1,0 +1,472 @@
+package fabric
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/evpnd/evpnd/evpn"
+)
+
+// Subscription sizes. The channel buffers decouple the library's socket
+// readers from our processing; the socket buffer absorbs bursts (a
+// workload namespace coming up with thousands of MACs) beyond that.
+const (
+	subChanLinks = 1 << 10
+	subChanNeigh = 1 << 14
+	subSockBuf   = 8 << 20
+)
+
+// watchUnderlay attaches pending workload ports as they appear in the
+// underlay namespace.
+func (l *Linux) watchUnderlay() error {
+	ch, stop, err := l.subscribeLinks(l.underlay, false)
+	if err != nil {
+		return err
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for {
+			for u := range ch {
+				if u.Header.Type == unix.RTM_NEWLINK {
+					l.portAppeared(u.Attrs().Name)
+				}
+			}
+			close(stop)
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			// The kernel dropped events (the socket overflowed): watch
+			// again and look for every pending port once.
+			l.log.Warn("underlay link watch restarted")
+			if ch, stop, err = l.subscribeLinks(l.underlay, false); err != nil {
+				l.log.Error("underlay link watch failed, pending ports attach on next set", "err", err)
+				return
+			}
+			l.mu.Lock()
+			if !l.closed {
+				l.attachPendingLocked()
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+func (l *Linux) portAppeared(name string) {
+	l.pendMu.Lock()
+	_, ok := l.pending[name]
+	l.pendMu.Unlock()
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.attachPendingPortLocked(name)
+	}
+}
+
+// subscribeLinks subscribes to link events in ns. Closing stop (or Close)
+// ends it; the channel is closed when the subscription ends for any
+// reason.
+func (l *Linux) subscribeLinks(ns netns.NsHandle, existing bool) (<-chan netlink.LinkUpdate, chan struct{}, error) {
+	ch := make(chan netlink.LinkUpdate, subChanLinks)
+	stop := make(chan struct{})
+	done := l.subDone(stop)
+	err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
+		Namespace:              &ns,
+		ListExisting:           existing,
+		ErrorCallback:          l.subError(done, "link"),
+		ReceiveBufferSize:      subSockBuf,
+		ReceiveBufferForceSize: true,
+	})
+	if err != nil {
+		close(stop)
+		return nil, nil, err
+	}
+	return ch, stop, nil
+}
+
+func (l *Linux) subscribeNeigh(ns netns.NsHandle, stop chan struct{}) (<-chan netlink.NeighUpdate, error) {
+	ch := make(chan netlink.NeighUpdate, subChanNeigh)
+	done := l.subDone(stop)
+	err := netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{
+		Namespace:              &ns,
+		ListExisting:           true,
+		ErrorCallback:          l.subError(done, "neighbor"),
+		ReceiveBufferSize:      subSockBuf,
+		ReceiveBufferForceSize: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// subDone is closed when either stop or the datapath's done is.
+func (l *Linux) subDone(stop <-chan struct{}) chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-stop:
+		case <-l.done:
+		}
+		close(done)
+	}()
+	return done
+}
+
+func (l *Linux) subError(done <-chan struct{}, what string) func(error) {
+	return func(err error) {
+		select {
+		case <-done:
+			return // the socket was closed on purpose
+		default:
+		}
+		if errors.Is(err, netlink.ErrDumpInterrupted) {
+			return // the events that interrupted the dump follow it
+		}
+		l.log.Warn("netlink subscription error", "events", what, "err", err)
+	}
+}
+
+// linkInfo is what the learner knows of a link in the tenant namespace.
+type linkInfo struct {
+	name   string
+	master int
+	kind   string
+}
+
+// learnedMAC is one MAC fact held by a learner.
+type learnedMAC struct {
+	port  int
+	name  string
+	vni   evpn.VNI
+	hwKey [6]byte
+}
+
+// learner turns kernel events of one tenant namespace into Learned facts.
+// It runs on one goroutine and owns its maps.
+type learner struct {
+	l     *Linux
+	t     *tenantNS
+	links map[int]linkInfo
+	macs  map[macKey]learnedMAC
+	ips   map[ipKey]net.HardwareAddr
+}
+
+func (l *Linux) startLearner(t *tenantNS) error {
+	lr := &learner{
+		l:     l,
+		t:     t,
+		links: make(map[int]linkInfo),
+		macs:  make(map[macKey]learnedMAC),
+		ips:   make(map[ipKey]net.HardwareAddr),
+	}
+	linkCh, neighCh, stop, err := lr.subscribe()
+	if err != nil {
+		return err
+	}
+	t.stop = make(chan struct{})
+	t.exited = make(chan struct{})
+	go lr.run(linkCh, neighCh, stop)
+	return nil
+}
+
+func (lr *learner) subscribe() (<-chan netlink.LinkUpdate, <-chan netlink.NeighUpdate, chan struct{}, error) {
+	linkCh, stop, err := lr.l.subscribeLinks(lr.t.ns, true)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	neighCh, err := lr.l.subscribeNeigh(lr.t.ns, stop)
+	if err != nil {
+		close(stop)
+		for range linkCh {
+		}
+		return nil, nil, nil, err
+	}
+	return linkCh, neighCh, stop, nil
+}
+
+func (lr *learner) run(linkCh <-chan netlink.LinkUpdate, neighCh <-chan netlink.NeighUpdate, stop chan struct{}) {
+	defer close(lr.t.exited)
+	// drain ends a subscription pair, letting the library's readers exit.
+	drain := func() {
+		close(stop)
+		for range linkCh {
+		}
+		for range neighCh {
+		}
+	}
+	for {
+		var ok bool
+		select {
+		case <-lr.t.stop:
+			drain()
+			if lr.t.dropFacts {
+				lr.dropAll()
+			}
+			return
+		case <-lr.l.done:
+			drain()
+			return
+		case u, open := <-linkCh:
+			if ok = open; ok {
+				lr.link(u)
+			}
+		case u, open := <-neighCh:
+			if ok = open; ok {
+				lr.neigh(u)
+			}
+		}
+		if ok {
+			continue
+		}
+		drain()
+		if !lr.resync() {
+			return
+		}
+		var err error
+		if linkCh, neighCh, stop, err = lr.subscribe(); err != nil {
+			lr.l.log.Error("learning stopped: resubscribe failed", "tenant", lr.t.name, "err", err)
+			return
+		}
+	}
+}
+
+// resync runs after the kernel dropped events: it reports Gone for facts
+// that are no longer in the kernel. The new subscription lists the rest.
+func (lr *learner) resync() bool {
+	select {
+	case <-lr.t.stop:
+		return false
+	case <-lr.l.done:
+		return false
+	default:
+	}
+	lr.l.log.Warn("learning events lost, resynchronising", "tenant", lr.t.name)
+	h := lr.t.h
+	links, err := dump("links", h.LinkList)
+	if err != nil {
+		lr.l.log.Error("learning resync", "tenant", lr.t.name, "err", err)
+		return true
+	}
+	lr.links = make(map[int]linkInfo)
+	for _, link := range links {
+		a := link.Attrs()
+		lr.links[a.Index] = linkInfo{name: a.Name, master: a.MasterIndex, kind: link.Type()}
+	}
+	seenMAC := make(map[macKey]bool)
+	seenIP := make(map[ipKey]bool)
+	for _, fam := range []int{unix.AF_BRIDGE, unix.AF_INET, unix.AF_INET6} {
+		ns, err := dump("neighbors", func() ([]netlink.Neigh, error) { return h.NeighList(0, fam) })
+		if err != nil {
+			lr.l.log.Error("learning resync", "tenant", lr.t.name, "err", err)
+			return true
+		}
+		for _, n := range ns {
+			if k, ok := lr.macFact(n); ok {
+				seenMAC[k] = true
+			}
+			if k, _, ok := lr.ipFact(n); ok {
+				seenIP[k] = true
+			}
+		}
+	}
+	for k, m := range lr.macs {
+		if !seenMAC[k] {
+			lr.forgetMAC(k, m)
+		}
+	}
+	for k, mac := range lr.ips {
+		if !seenIP[k] {
+			lr.forgetIP(k, mac)
+		}
+	}
+	return true
+}
+
+func (lr *learner) link(u netlink.LinkUpdate) {
+	a := u.Attrs()
+	old, known := lr.links[a.Index]
+	if u.Header.Type == unix.RTM_DELLINK {
+		delete(lr.links, a.Index)
+		lr.portGone(a.Index)
+		lr.l.portLeft(lr.t, a.Name)
+		return
+	}
+	lr.links[a.Index] = linkInfo{name: a.Name, master: a.MasterIndex, kind: u.Link.Type()}
+	if known && old.master != a.MasterIndex {
+		lr.portGone(a.Index)
+	}
+}
+
+// portGone reports Gone for every MAC learned on port.
+func (lr *learner) portGone(port int) {
+	for k, m := range lr.macs {
+		if m.port == port {
+			lr.forgetMAC(k, m)
+		}
+	}
+}
+
+// portLeft makes a configured port pending again when it leaves its tenant
+// namespace (deleted, or moved away by someone), so it is attached again
+// when it reappears in the underlay.
+func (l *Linux) portLeft(t *tenantNS, name string) {
+	l.pendMu.Lock()
+	defer l.pendMu.Unlock()
+	if want, ok := l.configured[name]; ok && want.tenant == t.nsName {
+		l.pending[name] = want
+	}
+}
+
+func (lr *learner) linkName(index int) (linkInfo, bool) {
+	if li, ok := lr.links[index]; ok {
+		return li, true
+	}
+	// A neighbor event can overtake the link event of a port just moved in.
+	link, err := lr.t.h.LinkByIndex(index)
+	if err != nil {
+		return linkInfo{}, false
+	}
+	a := link.Attrs()
+	li := linkInfo{name: a.Name, master: a.MasterIndex, kind: link.Type()}
+	lr.links[index] = li
+	return li, true
+}
+
+// segmentBridge returns the VNI of a segment bridge ifindex.
+func (lr *learner) segmentBridge(index int) (evpn.VNI, bool) {
+	li, ok := lr.linkName(index)
+	if !ok || li.kind != "bridge" {
+		return 0, false
+	}
+	return segmentVNI(li.name, "br")
+}
+
+// macFact classifies a bridge FDB entry: a dynamic entry on a workload
+// port of a segment bridge is a local fact.
+func (lr *learner) macFact(n netlink.Neigh) (macKey, bool) {
+	if n.Family != unix.AF_BRIDGE || n.MasterIndex == 0 || n.LinkIndex == n.MasterIndex {
+		return macKey{}, false
+	}
+	if n.Flags&(unix.NTF_SELF|unix.NTF_EXT_LEARNED) != 0 || n.State&(unix.NUD_PERMANENT|unix.NUD_NOARP) != 0 || n.Vlan != 0 {
+		return macKey{}, false
+	}
+	k, ok := mac6(n.HardwareAddr)
+	if !ok || n.HardwareAddr[0]&1 != 0 {
+		return macKey{}, false
+	}
+	vni, ok := lr.segmentBridge(n.MasterIndex)
+	if !ok {
+		return macKey{}, false
+	}
+	port, ok := lr.linkName(n.LinkIndex)
+	if !ok || port.kind == "vxlan" {
+		return macKey{}, false
+	}
+	return macKey{vni: vni, mac: k}, true
+}
+
+// ipFact classifies an IP neighbor: one on a segment bridge that evpnd did
+// not install, in a usable state, is a local fact.
+func (lr *learner) ipFact(n netlink.Neigh) (ipKey, bool, bool) {
+	if n.Family != unix.AF_INET && n.Family != unix.AF_INET6 {
+		return ipKey{}, false, false
+	}
+	if n.Flags&unix.NTF_EXT_LEARNED != 0 || n.State&(unix.NUD_PERMANENT|unix.NUD_NOARP) != 0 {
+		return ipKey{}, false, false
+	}
+	ip, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return ipKey{}, false, false
+	}
+	vni, ok := lr.segmentBridge(n.LinkIndex)
+	if !ok {
+		return ipKey{}, false, false
+	}
+	usable := n.State&(unix.NUD_REACHABLE|unix.NUD_STALE|unix.NUD_DELAY|unix.NUD_PROBE) != 0 && len(n.HardwareAddr) == 6
+	return ipKey{vni: vni, ip: ip.Unmap()}, usable, true
+}
+
+func (lr *learner) neigh(u netlink.NeighUpdate) {
+	n := u.Neigh
+	if k, ok := lr.macFact(n); ok {
+		old, known := lr.macs[k]
+		if u.Type == unix.RTM_DELNEIGH {
+			if known && old.port == n.LinkIndex {
+				lr.forgetMAC(k, old)
+			}
+			return
+		}
+		port, _ := lr.linkName(n.LinkIndex)
+		if known && old.port == n.LinkIndex {
+			return
+		}
+		m := learnedMAC{port: n.LinkIndex, name: port.name, vni: k.vni, hwKey: k.mac}
+		lr.macs[k] = m
+		if !known {
+			lr.l.localLearned.Add(1)
+		}
+		lr.emit(Learned{Tenant: lr.t.name, VNI: k.vni, MAC: slices.Clone(n.HardwareAddr), Port: port.name})
+		return
+	}
+	if k, usable, ok := lr.ipFact(n); ok {
+		old, known := lr.ips[k]
+		if u.Type == unix.RTM_DELNEIGH || !usable {
+			if known {
+				lr.forgetIP(k, old)
+			}
+			return
+		}
+		if known && string(old) == string(n.HardwareAddr) {
+			return
+		}
+		lr.ips[k] = slices.Clone(n.HardwareAddr)
+		if !known {
+			lr.l.localLearned.Add(1)
+		}
+		lr.emit(Learned{Tenant: lr.t.name, VNI: k.vni, MAC: slices.Clone(n.HardwareAddr), IP: k.ip})
+	}
+}
+
+func (lr *learner) forgetMAC(k macKey, m learnedMAC) {
+	delete(lr.macs, k)
+	lr.l.localLearned.Add(-1)
+	lr.emit(Learned{Tenant: lr.t.name, VNI: k.vni, MAC: net.HardwareAddr(slices.Clone(k.mac[:])), Port: m.name, Gone: true})
+}
+
+func (lr *learner) forgetIP(k ipKey, mac net.HardwareAddr) {
+	delete(lr.ips, k)
+	lr.l.localLearned.Add(-1)
+	lr.emit(Learned{Tenant: lr.t.name, VNI: k.vni, MAC: mac, IP: k.ip, Gone: true})
+}
+
+// dropAll reports Gone for every fact, when the tenant is removed.
+func (lr *learner) dropAll() {
+	for k, m := range lr.macs {
+		lr.forgetMAC(k, m)
+	}
+	for k, mac := range lr.ips {
+		lr.forgetIP(k, mac)
+	}
+}
+
+// emit blocks while the consumer is behind (see Options.LearnBuffer); only
+// Close ends the wait, so facts are not dropped silently.
+func (lr *learner) emit(ev Learned) {
+	select {
+	case lr.l.learned <- ev:
+	case <-lr.l.done:
+	}
+}
