@@ -19,15 +19,6 @@ func mustHex(t testing.TB, s string) []byte {
 	return b
 }
 
-func mustMAC(t testing.TB, s string) net.HardwareAddr {
-	t.Helper()
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 var (
 	testRD  = NewRD1(netip.MustParseAddr("10.0.0.1"), 5)
 	testESI = ESI{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -831,5 +830,5 @@ func BenchmarkPrivilegedUpdate100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/add.Seconds(), "add-entries/s")
 	b.ReportMetric(float64(n*b.N)/del.Seconds(), "del-entries/s")
-	b.Log(fmt.Sprintf("100k FDB: add %v, delete %v per batch", add/time.Duration(b.N), del/time.Duration(b.N)))
+	b.Logf("100k FDB: add %v, delete %v per batch", add/time.Duration(b.N), del/time.Duration(b.N))
 }

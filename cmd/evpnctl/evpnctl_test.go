@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 func startFixture(dir string) (stop func() error, err error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return nil, fmt.Errorf("the go tool builds the API fixture server and is not on PATH: %w", err)
 	}
 	bin := filepath.Join(dir, "fixtured")
 	build := exec.Command(goTool, "build", "-o", bin, "github.com/evpnd/evpnd/cmd/evpnd/internal/apiserver/apitest/fixtured")

@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
+		fmt.Fprintf(stderr, "evpnd: %v\nrun 'evpnd --help' for usage\n", err)
 		return 2
 	}
 	if *showVersion {
