@@ -36,8 +36,17 @@ func (l *Lab) startProc(n *Node, name string, env map[string]string, argv ...str
 		return Proc{}, nil, fmt.Errorf("%s: log file: %w", name, err)
 	}
 	ns := l.NS(n.Name)
-	// ip netns exec execs argv in place, so the PID is the daemon's own.
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+	// Both ways of entering exec argv in place, so the PID is the daemon's
+	// own. ip netns exec also unshares the mount namespace (to remount
+	// /sys); evpnd creates tenant namespaces by bind-mounting them under
+	// /run/netns, and those mounts must be seen by the whole machine, as
+	// they are when evpnd runs on a real host. So evpnd enters only the
+	// network namespace.
+	enter := []string{"ip", "netns", "exec", ns}
+	if n.Role == RoleEvpnd {
+		enter = []string{"nsenter", "--net=" + filepath.Join("/run/netns", ns), "--"}
+	}
+	cmd := exec.Command(enter[0], append(enter[1:], argv...)...)
 	cmd.Env = nodeEnv(n, env)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
