@@ -83,6 +83,10 @@ The API socket is root only; run evpnctl as root.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// Group commands run only to report a missing subcommand; their usage
+	// must not advertise "evpnctl [flags]" as something to run.
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(),
+		"{{if .Runnable}}", "{{if and .Runnable (not .HasAvailableSubCommands)}}", 1))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	socket := defaultSocket
