@@ -22,6 +22,24 @@ type Config struct {
 type Tenant struct {
 	Name     string
 	Segments []Segment
+	// L3 makes the tenant a routed network (symmetric IRB); nil for an L2
+	// only tenant.
+	L3 *TenantL3
+}
+
+// TenantL3 is the routed side of a tenant: forwarding on in its namespace,
+// an L3VNI bridge + VXLAN device carrying this host's router MAC, and the
+// tenant's static routes.
+type TenantL3 struct {
+	VNI       evpn.VNI // the L3VNI
+	RouterMAC net.HardwareAddr
+	Routes    []StaticRoute
+}
+
+// StaticRoute is a tenant route to a next hop on one of its segments.
+type StaticRoute struct {
+	Prefix netip.Prefix
+	Via    netip.Addr
 }
 
 // Segment is one L2 VNI: a VXLAN device and a bridge in the tenant
@@ -31,6 +49,13 @@ type Segment struct {
 	VNI   evpn.VNI
 	MTU   int      // bridge and VXLAN MTU; 0 means underlay MTU - 50
 	Ports []string // interfaces in evpnd's namespace (or already moved)
+	// Gateways are the distributed anycast gateway addresses (with their
+	// subnet length) on the segment bridge, the same on every host; only
+	// in a routed tenant.
+	Gateways []netip.Prefix
+	// GatewayMAC is the anycast gateway MAC the segment bridge answers
+	// with, the same on every host; set when Gateways is.
+	GatewayMAC net.HardwareAddr
 }
 
 // Learned is a fact learned on a local port, or its end (Gone).
