@@ -1,0 +1,298 @@
+package convergence
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/evpnd/evpnd/bgp"
+	"github.com/evpnd/evpnd/evpn"
+)
+
+// The injector's routes: MAC-only type-2s of one L2VNI behind a handful of
+// remote VTEPs, as a rack of hosts would advertise them, plus one type-3
+// per VTEP.
+const (
+	benchVNI   evpn.VNI = 100
+	benchASN   uint32   = 65000
+	benchVTEPs          = 10
+)
+
+// macOUI is the first three bytes of every injected MAC (locally
+// administered), so the FDB count ignores anything else on the bridge.
+var macOUI = [3]byte{0x02, 0xbe, 0x00}
+
+// maxRoutes is what the three low MAC bytes can number.
+const maxRoutes = 1 << 24
+
+// Addresses in the bench topologies' underlay (10.0.0.0/24).
+var (
+	injectorAddr  = netip.MustParseAddr("10.0.0.250")
+	dutAddr       = netip.MustParseAddr("10.0.0.1")
+	firstVTEPAddr = netip.MustParseAddr("10.0.0.100")
+)
+
+// injectRequest is the parent's first line to the injector: what to load.
+type injectRequest struct {
+	RouterID netip.Addr   `json:"router_id"`
+	ASN      uint32       `json:"asn"`
+	Routes   int          `json:"routes"`
+	VTEPs    []netip.Addr `json:"vteps"`
+}
+
+// peerRequest is the parent's second line: start the session.
+type peerRequest struct {
+	Peer netip.Addr `json:"peer"`
+	ASN  uint32     `json:"asn"`
+}
+
+// injectEvent is one line from the injector.
+type injectEvent struct {
+	Event string `json:"event"` // loaded, established, error
+	// Loaded: how many paths are in the injector's RIB and how long adding
+	// them took.
+	Paths   int           `json:"paths,omitempty"`
+	LoadFor time.Duration `json:"load_for,omitempty"`
+	// Established: when the injector saw the session up, Unix nanoseconds
+	// (CLOCK_REALTIME is shared with the parent; the monotonic clock of
+	// another process is not).
+	At    int64  `json:"at,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// injectedMAC is the i-th injected MAC.
+func injectedMAC(i int) net.HardwareAddr {
+	return net.HardwareAddr{macOUI[0], macOUI[1], macOUI[2], byte(i >> 16), byte(i >> 8), byte(i)}
+}
+
+// benchRoutes builds n type-2 routes spread round-robin over vteps, each
+// VTEP with its own RD <vtep>:100, and one type-3 per VTEP.
+func benchRoutes(n int, asn uint32, vteps []netip.Addr) []evpn.Route {
+	segs := make([]evpn.Segment, len(vteps))
+	routes := make([]evpn.Route, 0, n+len(vteps))
+	for i, v := range vteps {
+		segs[i] = evpn.NewSegment(v, asn, evpn.PresetFRR, uint16(benchVNI), "bench", "bench", benchVNI, nil, nil)
+		routes = append(routes, segs[i].IMETRoute(v))
+	}
+	for i := range n {
+		j := i % len(vteps)
+		routes = append(routes, segs[j].MACIPRoute(vteps[j], injectedMAC(i), netip.Addr{}, 0))
+	}
+	return routes
+}
+
+// RunInjector is the injector process: a GoBGP speaker (package bgp) in the
+// injector's lab namespace. It reads an injectRequest line from in, loads
+// the routes into its RIB with no peer configured and reports "loaded";
+// then reads a peerRequest, adds the peer and reports "established" with
+// the time it first saw the session up (polling every 10 ms). It stops when
+// in is closed. GoBGP's goroutines cannot be pinned to a namespace, which
+// is why this is a process of its own started with ip netns exec.
+func RunInjector(in io.Reader, out io.Writer, logw io.Writer) error {
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	enc := json.NewEncoder(out)
+	err := inject(bufio.NewScanner(in), enc, log)
+	if err != nil {
+		_ = enc.Encode(injectEvent{Event: "error", Error: err.Error()})
+	}
+	return err
+}
+
+func inject(in *bufio.Scanner, enc *json.Encoder, log *slog.Logger) error {
+	var req injectRequest
+	if err := readLine(in, &req); err != nil {
+		return fmt.Errorf("read load request: %w", err)
+	}
+	if req.Routes < 1 || req.Routes > maxRoutes || len(req.VTEPs) == 0 {
+		return fmt.Errorf("load request: %d routes over %d vteps: want 1..%d routes and at least one vtep", req.Routes, len(req.VTEPs), maxRoutes)
+	}
+	ctx := context.Background()
+	s := bgp.New(log)
+	// The injector only connects out. The DUT also connects to it, and two
+	// GoBGP speakers both connecting resolve the collision by closing both
+	// sides over and over (a minute to establish, measured here).
+	err := s.Start(ctx, bgp.Config{
+		RouterID:        req.RouterID,
+		ASN:             req.ASN,
+		NextHop:         req.RouterID,
+		ListenAddresses: []netip.Addr{req.RouterID},
+		ListenPort:      -1,
+	})
+	if err != nil {
+		return fmt.Errorf("start bgp: %w", err)
+	}
+	defer s.Stop()
+	routes := benchRoutes(req.Routes, req.ASN, req.VTEPs)
+	start := time.Now()
+	if err := s.Advertise(ctx, routes); err != nil {
+		return fmt.Errorf("load %d routes: %w", len(routes), err)
+	}
+	loadFor := time.Since(start)
+	log.Info("routes loaded", "paths", len(routes), "took", loadFor)
+	if err := enc.Encode(injectEvent{Event: "loaded", Paths: len(routes), LoadFor: loadFor}); err != nil {
+		return err
+	}
+
+	var pr peerRequest
+	if err := readLine(in, &pr); err != nil {
+		return fmt.Errorf("read peer request: %w", err)
+	}
+	if err := s.SetPeers(ctx, []bgp.PeerConfig{{Address: pr.Peer, ASN: pr.ASN, Description: "dut"}}); err != nil {
+		return err
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for range tick.C {
+		peers, err := s.Peers(ctx)
+		if err != nil {
+			return fmt.Errorf("peer %s: state: %w", pr.Peer, err)
+		}
+		if len(peers) == 1 && peers[0].State == "established" {
+			break
+		}
+	}
+	at := time.Now()
+	log.Info("session established", "peer", pr.Peer)
+	if err := enc.Encode(injectEvent{Event: "established", At: at.UnixNano()}); err != nil {
+		return err
+	}
+	// Serve the session until the parent closes stdin.
+	for in.Scan() {
+	}
+	return nil
+}
+
+func readLine(in *bufio.Scanner, v any) error {
+	if !in.Scan() {
+		if err := in.Err(); err != nil {
+			return err
+		}
+		return io.ErrUnexpectedEOF
+	}
+	return json.Unmarshal(in.Bytes(), v)
+}
+
+// injector is the parent's side of a running injector process.
+type injector struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	events chan injectEvent
+	done   chan struct{} // closed when the process has exited
+	err    error         // the exit, valid once done is closed
+	log    string
+}
+
+// startInjector runs argv in namespace ns with stdout read as events and
+// stderr written to logPath. Lines that are not events (a test binary's
+// own output) are skipped.
+func startInjector(ns string, argv, env []string, logPath string) (*injector, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("injector log: %w", err)
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = logf
+	// Its own process group: on ^C the parent stops it in order, after
+	// reading what it needs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("injector stdin: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("injector stdout: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start injector %s: %w", filepath.Base(argv[0]), err)
+	}
+	inj := &injector{cmd: cmd, stdin: stdin, events: make(chan injectEvent, 4), done: make(chan struct{}), log: logPath}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var ev injectEvent
+			if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.Event == "" {
+				continue
+			}
+			inj.events <- ev
+		}
+		inj.err = cmd.Wait()
+		logf.Close()
+		close(inj.done)
+	}()
+	return inj, nil
+}
+
+func (inj *injector) send(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := inj.stdin.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("write to injector: %w", err)
+	}
+	return nil
+}
+
+// await waits for event want; an error event, an early exit or ctx ending
+// fail it.
+func (inj *injector) await(ctx context.Context, want string) (injectEvent, error) {
+	select {
+	case ev := <-inj.events:
+		switch ev.Event {
+		case want:
+			return ev, nil
+		case "error":
+			return ev, fmt.Errorf("injector: %s", ev.Error)
+		}
+		return ev, fmt.Errorf("injector: got event %q, want %q", ev.Event, want)
+	case <-inj.done:
+		return injectEvent{}, fmt.Errorf("injector exited (%v) before %q; log %s:\n%s", inj.err, want, inj.log, tailFile(inj.log, 20))
+	case <-ctx.Done():
+		return injectEvent{}, fmt.Errorf("waiting for injector %q: %w", want, context.Cause(ctx))
+	}
+}
+
+// stop closes stdin, which ends the injector, and kills it if it lingers.
+func (inj *injector) stop() error {
+	inj.stdin.Close()
+	select {
+	case <-inj.done:
+		return nil
+	case <-time.After(5 * time.Second):
+	}
+	// ip netns exec execs in place, so this is the injector itself.
+	if err := inj.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill injector: %w", err)
+	}
+	<-inj.done
+	return nil
+}
+
+func tailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read log: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,347 @@
+// Package convergence owns evpnd's day-one benchmark: how long a host takes
+// from a BGP session coming up with N remote type-2 routes until all N MACs
+// are in its kernel FDB, and how much memory it needed, for evpnd and for
+// FRR (zebra + bgpd) on the same machine in the same run. Each run brings
+// up a fresh lab (integration/lab) with an injector, a real GoBGP speaker
+// in its own namespace, peering with the device under test.
+//
+// integration/cmd/bench prints the comparison; the integration package's
+// smoke test runs the same path with a few hundred routes.
+package convergence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/evpnd/evpnd/integration/lab"
+)
+
+// DUT is the kind of host under test.
+type DUT string
+
+// The devices under test.
+const (
+	Evpnd DUT = "evpnd"
+	FRR   DUT = "frr"
+)
+
+// dutNode, injNode and benchTenant are names in the bench topologies.
+const (
+	dutNode     = "dut"
+	injNode     = "inj"
+	benchTenant = "bench"
+	bridgeName  = "br100"
+)
+
+// Options tune the runs; the zero value runs the program's own injector
+// (this executable with the argument "inject").
+type Options struct {
+	// TopologyDir holds bench-evpnd.clab.yml and bench-frr.clab.yml;
+	// integration/topologies of this repository when empty.
+	TopologyDir string
+	// Injector is the argv that runs RunInjector with stdin and stdout as
+	// its protocol; InjectorEnv is added to its environment.
+	Injector    []string
+	InjectorEnv []string
+	// EvpndBin is the evpnd binary (lab default: bin/evpnd).
+	EvpndBin string
+	// Keep leaves a failed run's lab up (namespaces, daemons, logs) for
+	// debugging; `go run ./integration/cmd/lab down LABID` removes it.
+	// Interrupted runs are always torn down.
+	Keep bool
+	// Timeout bounds one run, bring-up to teardown; 5 minutes when zero.
+	Timeout time.Duration
+	// Logf receives progress lines; silent when nil.
+	Logf func(format string, args ...any)
+}
+
+// Result is one run.
+type Result struct {
+	DUT    DUT `json:"dut"`
+	Routes int `json:"routes"`
+	// Converge is from the injector seeing the session established until
+	// the first FDB poll that finds all Routes MACs. Polls are 100 ms
+	// apart, or as far apart as the last dump took when that is longer.
+	Converge time.Duration `json:"converge_ns"`
+	// PeakRSS is VmHWM in bytes: evpnd's, or the sum of bgpd's and
+	// zebra's (both do the work in FRR).
+	PeakRSS uint64 `json:"peak_rss_bytes"`
+	// InjectorLoad is how long the injector took to put the routes in its
+	// own RIB, before the session; not part of Converge.
+	InjectorLoad time.Duration `json:"injector_load_ns"`
+	LabID        string        `json:"lab_id"`
+}
+
+// pollEvery is the FDB poll interval; it is also the resolution of
+// Result.Converge.
+const pollEvery = 100 * time.Millisecond
+
+// Run brings up a fresh lab with dut, injects routes, waits until they are
+// all in dut's kernel FDB and tears the lab down again.
+func Run(ctx context.Context, dut DUT, routes int, opts Options) (res Result, err error) {
+	res = Result{DUT: dut, Routes: routes}
+	if routes < 1 || routes > maxRoutes {
+		return res, fmt.Errorf("routes: %d is out of range 1..%d", routes, maxRoutes)
+	}
+	if err := Check(dut, opts); err != nil {
+		return res, err
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 5 * time.Minute
+	}
+	argv := opts.Injector
+	if len(argv) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return res, fmt.Errorf("injector: own executable: %w", err)
+		}
+		// Resolved here: /proc/self/exe inside ip netns exec is ip.
+		argv = []string{exe, "inject"}
+	}
+	topo := filepath.Join(topologyDir(opts), "bench-"+string(dut)+".clab.yml")
+
+	runCtx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("run timeout %s", opts.Timeout))
+	defer cancel()
+	l, err := lab.Start(topo, lab.Options{
+		EvpndBin: evpndBin(opts),
+		Keep:     opts.Keep,
+		// A kept lab must survive sweeps by later runs while its daemons
+		// run.
+		Detached: opts.Keep,
+		Logf:     opts.Logf,
+	})
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", dut, err)
+	}
+	res.LabID = l.ID
+	defer func() {
+		if err != nil && opts.Keep && ctx.Err() == nil {
+			err = fmt.Errorf("%w (lab %s kept: run dir %s; remove with go run ./integration/cmd/lab down %s)", err, l.ID, l.RunDir, l.ID)
+			return
+		}
+		if derr := l.Down(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("lab %s teardown: %w", l.ID, derr))
+		}
+	}()
+	if err := measure(runCtx, l, dut, routes, argv, opts, &res); err != nil {
+		return res, fmt.Errorf("%s, %d routes, lab %s: %w", dut, routes, l.ID, err)
+	}
+	return res, nil
+}
+
+func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string, opts Options, res *Result) error {
+	fdbNS, err := fdbNamespace(l, dut)
+	if err != nil {
+		return err
+	}
+	counter, err := waitDUTReady(ctx, l, dut, fdbNS)
+	if err != nil {
+		return err
+	}
+	defer counter.close()
+
+	// The lab makes node directories only for nodes with daemons.
+	if err := os.MkdirAll(l.NodeDir(injNode), 0o755); err != nil {
+		return fmt.Errorf("injector dir: %w", err)
+	}
+	inj, err := startInjector(l.NS(injNode), argv, opts.InjectorEnv, filepath.Join(l.NodeDir(injNode), "injector.log"))
+	if err != nil {
+		return err
+	}
+	defer inj.stop()
+	vteps := make([]netip.Addr, benchVTEPs)
+	for i, a := 0, firstVTEPAddr; i < benchVTEPs; i, a = i+1, a.Next() {
+		vteps[i] = a
+	}
+	if err := inj.send(injectRequest{RouterID: injectorAddr, ASN: benchASN, Routes: routes, VTEPs: vteps}); err != nil {
+		return err
+	}
+	ev, err := inj.await(ctx, "loaded")
+	if err != nil {
+		return err
+	}
+	res.InjectorLoad = ev.LoadFor
+	opts.Logf("lab %s: injector holds %d paths (loaded in %s); starting the session", l.ID, ev.Paths, ev.LoadFor.Round(time.Millisecond))
+
+	if err := inj.send(peerRequest{Peer: dutAddr, ASN: benchASN}); err != nil {
+		return err
+	}
+	// Poll from now on: the session may come up and the first routes land
+	// before the established event is read.
+	var (
+		last    int
+		endedAt time.Time
+	)
+	established := make(chan injectEvent, 1)
+	awaitErr := make(chan error, 1)
+	go func() {
+		ev, err := inj.await(ctx, "established")
+		if err != nil {
+			awaitErr <- err
+			return
+		}
+		established <- ev
+	}()
+	var t0 time.Time
+	// A pause between polls rather than a ticker, at least as long as the
+	// last dump took: the kernel walks the whole FDB again for every
+	// netlink message of a dump (about 0.6 s at 100k MACs here), and
+	// back-to-back dumps would slow the DUT down.
+	poll := time.NewTimer(pollEvery)
+	defer poll.Stop()
+	for t0.IsZero() || endedAt.IsZero() {
+		select {
+		case ev := <-established:
+			t0 = time.Unix(0, ev.At)
+			opts.Logf("lab %s: session established", l.ID)
+		case err := <-awaitErr:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d macs in the fdb of %s: %w", last, routes, fdbNS, context.Cause(ctx))
+		case <-poll.C:
+			began := time.Now()
+			n, err := counter.count()
+			if err != nil {
+				return err
+			}
+			if n != last {
+				opts.Logf("lab %s: %d of %d macs in the fdb", l.ID, n, routes)
+				last = n
+			}
+			if n >= routes {
+				endedAt = time.Now()
+				continue
+			}
+			poll.Reset(max(pollEvery, time.Since(began)))
+		}
+	}
+	res.Converge = endedAt.Sub(t0)
+	opts.Logf("lab %s: all %d macs in the fdb after %s; %d fdb polls, the slowest took %s",
+		l.ID, routes, res.Converge.Round(time.Millisecond), counter.dumps, counter.slowest.Round(time.Millisecond))
+	quiet := time.Now()
+	if _, err := counter.count(); err == nil {
+		opts.Logf("lab %s: one fdb poll of the settled table takes %s", l.ID, time.Since(quiet).Round(time.Millisecond))
+	}
+	res.PeakRSS, err = peakRSS(l, dut)
+	return err
+}
+
+// waitDUTReady waits until the DUT can take routes at once: its bridge is
+// there (evpnd makes it in the tenant namespace after start) and, for FRR,
+// bgpd knows VNI 100 from zebra. Otherwise the first seconds would measure
+// start-up, not convergence.
+func waitDUTReady(ctx context.Context, l *lab.Lab, dut DUT, fdbNS string) (*fdbCounter, error) {
+	var c *fdbCounter
+	err := pollCtx(ctx, 50*time.Millisecond, func() error {
+		if c == nil {
+			var err error
+			if c, err = newFDBCounter(fdbNS, bridgeName); err != nil {
+				return err
+			}
+		}
+		if dut != FRR {
+			return nil
+		}
+		var vnis map[string]any
+		if err := l.VtyshJSON(dutNode, "show bgp l2vpn evpn vni json", &vnis); err != nil {
+			return err
+		}
+		if _, ok := vnis[fmt.Sprint(benchVNI)]; !ok {
+			return fmt.Errorf("bgpd does not know vni %d yet", benchVNI)
+		}
+		return nil
+	})
+	if err != nil {
+		if c != nil {
+			c.close()
+		}
+		return nil, fmt.Errorf("dut not ready: %w", err)
+	}
+	return c, nil
+}
+
+// pollCtx calls check every interval until it returns nil or ctx ends.
+func pollCtx(ctx context.Context, interval time.Duration, check func() error) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w, last error: %w", context.Cause(ctx), err)
+		case <-tick.C:
+		}
+	}
+}
+
+// Check reports why dut cannot be benchmarked on this machine, or nil.
+func Check(dut DUT, opts Options) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the benchmark needs root: network namespaces, veth pairs, FRR daemons; run with sudo")
+	}
+	switch dut {
+	case FRR:
+		if !lab.FRRInstalled() {
+			return errors.New("frr is not installed: /usr/lib/frr/bgpd is missing (apt-get install frr, or make deps)")
+		}
+	case Evpnd:
+		bin := evpndBin(opts)
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("evpnd binary: %w (make build)", err)
+		}
+	default:
+		return fmt.Errorf("dut %q is not one of %s, %s", dut, Evpnd, FRR)
+	}
+	if _, err := os.Stat(filepath.Join(topologyDir(opts), "bench-"+string(dut)+".clab.yml")); err != nil {
+		return fmt.Errorf("bench topology: %w", err)
+	}
+	return nil
+}
+
+// DUTs is every device under test, in the order the benchmark runs them.
+var DUTs = []DUT{Evpnd, FRR}
+
+// ParseDUT accepts "evpnd" or "frr".
+func ParseDUT(s string) (DUT, error) {
+	if d := DUT(s); slices.Contains(DUTs, d) {
+		return d, nil
+	}
+	return "", fmt.Errorf("dut %q is not one of %s, %s", s, Evpnd, FRR)
+}
+
+// repoDir is the root of the repository this file is built from.
+func repoDir() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) { // built with -trimpath: assume the repository is the working directory
+		return "."
+	}
+	// file is <repo>/integration/cmd/bench/convergence/run.go.
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..")
+}
+
+func topologyDir(opts Options) string {
+	if opts.TopologyDir != "" {
+		return opts.TopologyDir
+	}
+	return filepath.Join(repoDir(), "integration", "topologies")
+}
+
+func evpndBin(opts Options) string {
+	if opts.EvpndBin != "" {
+		return opts.EvpndBin
+	}
+	return filepath.Join(repoDir(), "bin", "evpnd")
+}
