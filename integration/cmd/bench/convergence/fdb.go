@@ -131,22 +131,13 @@ func (c *fdbCounter) close() {
 	c.h.Close()
 }
 
-// fdbNamespace is the path of the namespace holding the DUT's bridge.
-// evpnd's tenant namespace is opened through evpnd's own mount namespace
-// (/proc/<pid>/root/run/netns/...): the lab runner starts daemons under ip
-// netns exec, whose private mount namespace keeps evpnd's bind mount from
-// reaching this one (integration/l2_test.go tenantFDB does the same). The
-// path stays right once the runner no longer does that.
-func fdbNamespace(l *lab.Lab, dut DUT) (string, error) {
+// fdbNamespace is the path of the namespace holding the DUT's bridge: the
+// FRR node's own, or the tenant namespace evpnd created.
+func fdbNamespace(l *lab.Lab, dut DUT) string {
 	if dut != Evpnd {
-		return "/run/netns/" + l.NS(dutNode), nil
+		return "/run/netns/" + l.NS(dutNode)
 	}
-	for _, p := range l.State().Procs {
-		if p.Node == dutNode && p.Name == "evpnd" {
-			return fmt.Sprintf("/proc/%d/root/run/netns/%s", p.PID, l.TenantNS(dutNode, benchTenant)), nil
-		}
-	}
-	return "", fmt.Errorf("lab %s: node %s runs no evpnd", l.ID, dutNode)
+	return "/run/netns/" + l.TenantNS(dutNode, benchTenant)
 }
 
 // peakRSS is the DUT's VmHWM: evpnd's, or bgpd's plus zebra's.

@@ -140,10 +140,7 @@ func Run(ctx context.Context, dut DUT, routes int, opts Options) (res Result, er
 }
 
 func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string, opts Options, res *Result) error {
-	fdbNS, err := fdbNamespace(l, dut)
-	if err != nil {
-		return err
-	}
+	fdbNS := fdbNamespace(l, dut)
 	counter, err := waitDUTReady(ctx, l, dut, fdbNS)
 	if err != nil {
 		return err
