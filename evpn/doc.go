@@ -3,9 +3,10 @@
 // prefix), route distinguishers, route targets and the extended communities
 // hardware ToRs expect (RFC 7432, RFC 8365, RFC 9135, RFC 9136).
 //
-// It derives RDs and RTs for segments, encodes and decodes routes in BGP wire
-// format, owns MAC mobility sequence numbers, and turns the set of EVPN routes
-// known for a segment into kernel intents (FDB, flood list, neighbors). It
+// It derives RDs and RTs for segments and routed tenants (symmetric IRB),
+// encodes and decodes routes in BGP wire format, owns MAC mobility sequence
+// numbers, and turns the EVPN routes known for segments and tenants into
+// kernel intents (FDB, flood list, neighbors, L3 routes, router MACs). It
 // does no I/O: the bgp package moves routes, the fabric package programs the
 // kernel.
 package evpn

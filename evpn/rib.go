@@ -10,9 +10,18 @@ import (
 
 // RIB turns the EVPN best paths BGP delivers into kernel intents. GoBGP's
 // best path is per (RD, NLRI); the RIB does what a PE does on top: route
-// target import into segments, MAC mobility across RDs (RFC 7432 s15) and
-// reference counting of flood entries, and it reports every change as a
-// minimal Diff.
+// target import into segments and into tenants' routing tables, MAC
+// mobility across RDs (RFC 7432 s15), ECMP across the VTEPs advertising a
+// prefix, and reference counting of flood entries and router MACs, and it
+// reports every change as a minimal Diff.
+//
+// Routed tenants (symmetric IRB, RFC 9135): a type-5 route imported by an
+// L3 becomes an L3Route whose next hops are all the VTEPs advertising the
+// prefix; a type-2 MAC+IP route imported by an L3 becomes a host route
+// (/32, /128) to the VTEP that wins its MAC, and then takes precedence
+// over type-5 routes for the same prefix, since MAC mobility says where
+// the host is. A prefix in the L3's Local list is never installed. Every
+// installed route holds the RouterMAC of its VTEP on the L3VNI.
 //
 // A RIB is not safe for concurrent use: the daemon owns it from one
 // goroutine, as GoBGP owns its RIB from its event loop. It keeps the routes
@@ -25,20 +34,37 @@ type RIB struct {
 	autoVNI map[VNI]struct{} // VNIs of segments that import by VNI
 	byRT    map[RT][]VNI     // explicit import RTs to their VNIs
 
+	l3s      []L3
+	l3Auto   map[VNI]struct{} // L3VNIs of L3s that import by VNI
+	l3ByRT   map[RT][]VNI     // explicit import RTs to their L3VNIs
+	localPfx map[pfxKey]struct{}
+
 	routes map[routeKey]*entry
 	macs   map[macKey]*macState
 	neighs map[ipKey]*neighState
 	floods map[floodKey]*floodState
+	pfxs   map[pfxKey]*pfxState
+	rmacs  map[rmacKey]*rmacState
 
 	// States touched since the last settle; each is settled once, so a
 	// batch that removes and re-adds an entry yields no change.
 	dirtyMACs   []*macState
 	dirtyNeighs []*neighState
 	dirtyFloods []*floodState
+	dirtyPfxs   []*pfxState
+	dirtyRMACs  []*rmacState
 
 	superseded []LocalMAC
 	skipped    uint64
-	scratch    []netip.Addr
+	noRMAC     uint64
+	// clock orders route arrivals: when the routes of one VTEP carry
+	// different router MACs, the one that arrived last is used.
+	clock uint64
+
+	scratch      []netip.Addr
+	offerScratch []hostOffer
+	usesScratch  []rmacUse
+	vniScratch   []VNI
 }
 
 // LocalMAC is a MAC this host advertised that a remote route with a higher
@@ -67,14 +93,39 @@ type routeKey struct {
 type entry struct {
 	key   routeKey
 	route Route
-	vnis  []VNI      // segments the route is imported into
-	seq   uint32     // MAC mobility sequence number, 0 when absent
-	vtep  netip.Addr // where the FDB or flood entry points
+	// vnis holds the VNIs of the segments the route is imported into and
+	// then, from nseg on, the L3VNIs (only when the route can be routed:
+	// an IP and a router MAC). One slice keeps an entry at 256 bytes, a
+	// Go size class; bursts are 100k entries.
+	vnis []VNI
+	seq  uint32 // MAC mobility sequence number, 0 when absent
+	nseg uint16 // segments do not number 65536 on a host
+	// hostOnly is set for a type-2 route that L3s import but no segment
+	// does (the host has the tenant but not the subnet): its MAC mobility
+	// is still decided, among such routes, per (L2VNI label, MAC).
+	hostOnly bool
+	vtep     netip.Addr // where the FDB, flood entry or L3 route points
+	stamp    uint64     // arrival order, see RIB.clock
+}
+
+func (e *entry) segVNIs() []VNI { return e.vnis[:e.nseg] }
+func (e *entry) l3VNIs() []VNI  { return e.vnis[e.nseg:] }
+
+// hostVNI groups a hostOnly route's MAC: its L2VNI label.
+func (e *entry) hostVNI() VNI {
+	if m, ok := e.route.NLRI.(*MACIP); ok && len(m.Labels) > 0 {
+		return m.Labels[0]
+	}
+	return 0
 }
 
 type macKey struct {
 	vni VNI
 	mac [6]byte
+	// hostOnly groups the routes of entry.hostOnly: they decide host
+	// routes but give no FDB or neighbor entries, since the host has no
+	// such segment.
+	hostOnly bool
 }
 
 type macState struct {
@@ -85,10 +136,54 @@ type macState struct {
 	local    bool
 	localSeq uint32
 
-	fdb    netip.Addr   // installed remote VTEP, zero when none
-	winSeq uint32       // sequence number of the installed route
+	fdb    netip.Addr   // winning remote VTEP, zero when none
+	winSeq uint32       // sequence number of the winning route
 	neighs []netip.Addr // IPs this MAC currently offers to neighStates
+	hosts  []hostOffer  // host routes this MAC currently offers to pfxStates
 	dirty  bool
+}
+
+// hostOffer is a type-2 route of a MAC's winning VTEP offered as a host
+// route into an L3. stamp is part of its identity: a route that arrives
+// again is offered again, so that its router MAC is taken afresh.
+type hostOffer struct {
+	key   pfxKey
+	st    *macState
+	e     *entry
+	stamp uint64
+}
+
+type pfxKey struct {
+	vni VNI // the L3VNI
+	pfx netip.Prefix
+}
+
+type pfxState struct {
+	key   pfxKey
+	t5    []*entry    // imported type-5 routes
+	hosts []hostOffer // host routes offered by MAC winners
+	nhs   []netip.Addr
+	uses  []rmacUse // the routes the installed next hops come from
+	dirty bool
+}
+
+type rmacKey struct {
+	vni  VNI
+	vtep netip.Addr
+}
+
+// rmacUse is one installed route's claim on the router MAC of its VTEP.
+type rmacUse struct {
+	vtep  netip.Addr
+	mac   net.HardwareAddr
+	stamp uint64 // unique per route arrival, so it identifies the use
+}
+
+type rmacState struct {
+	key       rmacKey
+	uses      []rmacUse
+	installed net.HardwareAddr
+	dirty     bool
 }
 
 type ipKey struct {
@@ -126,6 +221,10 @@ func NewRIB(self netip.Addr) *RIB {
 		macs:    map[macKey]*macState{},
 		neighs:  map[ipKey]*neighState{},
 		floods:  map[floodKey]*floodState{},
+		l3Auto:  map[VNI]struct{}{},
+		l3ByRT:  map[RT][]VNI{},
+		pfxs:    map[pfxKey]*pfxState{},
+		rmacs:   map[rmacKey]*rmacState{},
 	}
 }
 
@@ -147,23 +246,113 @@ func (r *RIB) SetSegments(segs []Segment) Diff {
 			}
 		}
 	}
-	for _, e := range r.routes {
-		if e.key.typ != TypeMACIP && e.key.typ != TypeIMET {
-			continue
-		}
-		vnis := r.importVNIs(e.route.RTs, nil)
-		if slices.Equal(vnis, e.vnis) {
-			continue
-		}
-		r.unapply(e)
-		e.vnis = vnis
-		r.apply(e)
-	}
+	r.reimport()
 	return r.settle()
 }
 
 // Segments is the segment set last given to SetSegments.
 func (r *RIB) Segments() []Segment { return slices.Clone(r.segs) }
+
+// SetL3 makes l3s the routed sides of the tenants, into which type-5 and
+// type-2 MAC+IP routes are imported. Routes already known are imported
+// again, and a change of an L3's Local prefixes installs or removes the
+// remote routes for them at once.
+func (r *RIB) SetL3(l3s []L3) Diff {
+	r.l3s = slices.Clone(l3s)
+	clear(r.l3Auto)
+	clear(r.l3ByRT)
+	local := map[pfxKey]struct{}{}
+	for _, l := range r.l3s {
+		if l.AutoImport {
+			r.l3Auto[l.VNI] = struct{}{}
+		} else {
+			for _, rt := range l.Import {
+				if !slices.Contains(r.l3ByRT[rt], l.VNI) {
+					r.l3ByRT[rt] = append(r.l3ByRT[rt], l.VNI)
+				}
+			}
+		}
+		for _, p := range l.Local {
+			if p.IsValid() {
+				local[pfxKey{vni: l.VNI, pfx: p.Masked()}] = struct{}{}
+			}
+		}
+	}
+	for k := range r.localPfx {
+		if _, ok := local[k]; !ok {
+			r.dirtyPfxKey(k)
+		}
+	}
+	for k := range local {
+		if _, ok := r.localPfx[k]; !ok {
+			r.dirtyPfxKey(k)
+		}
+	}
+	r.localPfx = local
+	r.reimport()
+	return r.settle()
+}
+
+// L3s is the set last given to SetL3.
+func (r *RIB) L3s() []L3 { return slices.Clone(r.l3s) }
+
+// reimport imports every known route again after a change of segments or
+// L3s, touching only the routes whose import changed.
+func (r *RIB) reimport() {
+	for _, e := range r.routes {
+		vnis, nseg := r.imports(&e.route, e.key, r.vniScratch, false)
+		r.vniScratch = vnis[:0]
+		if slices.Equal(vnis, e.vnis) && nseg == e.nseg {
+			continue
+		}
+		r.unapply(e)
+		e.vnis, e.nseg = cloneVNIs(e.vnis, vnis), nseg
+		e.hostOnly = e.key.typ == TypeMACIP && nseg == 0 && len(vnis) > 0
+		r.apply(e)
+	}
+}
+
+// imports lists, in buf's storage, where a route with key k is imported:
+// the segments (type 2 and 3), then from nseg on the L3s (type 5, and
+// type 2 with an IP). count counts a route an L3 would import but that
+// has no router MAC.
+func (r *RIB) imports(rt *Route, k routeKey, buf []VNI, count bool) (vnis []VNI, nseg uint16) {
+	vnis = buf[:0]
+	if k.typ == TypeMACIP || k.typ == TypeIMET {
+		vnis = importInto(rt.RTs, r.autoVNI, r.byRT, vnis, 0)
+	}
+	nseg = uint16(len(vnis))
+	if len(r.l3s) == 0 || k.typ == TypeIMET || k.typ == TypeMACIP && !k.addr.IsValid() {
+		return vnis, nseg
+	}
+	vnis = importInto(rt.RTs, r.l3Auto, r.l3ByRT, vnis, len(vnis))
+	if len(vnis) > int(nseg) && usableRMAC(rt.RouterMAC) == nil {
+		// Symmetric IRB cannot build the inner Ethernet header without
+		// the remote router MAC: a route that cannot be forwarded is
+		// not installed.
+		if count {
+			r.noRMAC++
+		}
+		vnis = vnis[:nseg]
+	}
+	return vnis, nseg
+}
+
+// usableRMAC is mac when it can be a router MAC: 6 bytes, not all zero.
+func usableRMAC(mac net.HardwareAddr) net.HardwareAddr {
+	if len(mac) != 6 || [6]byte(mac) == [6]byte{} {
+		return nil
+	}
+	return mac
+}
+
+// cloneVNIs copies src into dst's storage, nil when src is empty.
+func cloneVNIs(dst, src []VNI) []VNI {
+	if len(src) == 0 {
+		return nil
+	}
+	return append(dst[:0], src...)
+}
 
 // Update applies best paths and withdrawals from BGP and returns the
 // change to the kernel. A route replaces the one with the same NLRI key; a
@@ -206,9 +395,10 @@ func (r *RIB) Update(routes []Route) Diff {
 		if k.typ == TypeIMET && rt.PMSI != nil && rt.PMSI.Endpoint.IsValid() {
 			e.vtep = rt.PMSI.Endpoint
 		}
-		if k.typ == TypeMACIP || k.typ == TypeIMET {
-			e.vnis = r.importVNIs(rt.RTs, e.vnis)
-		}
+		r.clock++
+		e.stamp = r.clock
+		e.vnis, e.nseg = r.imports(rt, k, e.vnis, true)
+		e.hostOnly = k.typ == TypeMACIP && e.nseg == 0 && len(e.vnis) > 0
 		r.apply(e)
 	}
 	return r.settle()
@@ -216,6 +406,12 @@ func (r *RIB) Update(routes []Route) Diff {
 
 // Skipped counts the routes Update ignored as malformed.
 func (r *RIB) Skipped() uint64 { return r.skipped }
+
+// NoRouterMAC counts the routes Update received that an L3 imports but
+// that carry no usable Router MAC extended community, so that symmetric
+// IRB cannot forward over them (an asymmetric-IRB or misconfigured peer).
+// They are kept, and still imported into segments, but give no L3 route.
+func (r *RIB) NoRouterMAC() uint64 { return r.noRMAC }
 
 // Superseded returns the local MACs that remote routes with a higher
 // sequence number took over since the last call, and forgets them. Update
@@ -277,7 +473,7 @@ func (r *RIB) Local(vni VNI, mac net.HardwareAddr, present bool) (seq uint32, d 
 func (r *RIB) Intents() Intents {
 	var in Intents
 	for _, st := range r.macs {
-		if st.fdb.IsValid() {
+		if st.fdb.IsValid() && !st.key.hostOnly {
 			in.FDB = append(in.FDB, FDB{VNI: st.key.vni, MAC: st.hw, VTEP: st.fdb})
 		}
 	}
@@ -291,6 +487,28 @@ func (r *RIB) Intents() Intents {
 			in.Neigh = append(in.Neigh, Neigh{VNI: ns.key.vni, IP: ns.key.ip, MAC: ns.installed.hw})
 		}
 	}
+	for _, ps := range r.pfxs {
+		if ps.nhs != nil {
+			in.Routes = append(in.Routes, L3Route{VNI: ps.key.vni, Prefix: ps.key.pfx, NextHops: ps.nhs})
+		}
+	}
+	for _, rs := range r.rmacs {
+		if rs.installed != nil {
+			in.RMACs = append(in.RMACs, RouterMAC{VNI: rs.key.vni, VTEP: rs.key.vtep, MAC: rs.installed})
+		}
+	}
+	slices.SortFunc(in.Routes, func(a, b L3Route) int {
+		if a.VNI != b.VNI {
+			return cmpU32(uint32(a.VNI), uint32(b.VNI))
+		}
+		return comparePrefix(a.Prefix, b.Prefix)
+	})
+	slices.SortFunc(in.RMACs, func(a, b RouterMAC) int {
+		if a.VNI != b.VNI {
+			return cmpU32(uint32(a.VNI), uint32(b.VNI))
+		}
+		return a.VTEP.Compare(b.VTEP)
+	})
 	slices.SortFunc(in.FDB, func(a, b FDB) int {
 		if a.VNI != b.VNI {
 			return cmpU32(uint32(a.VNI), uint32(b.VNI))
@@ -377,40 +595,48 @@ func compareKeys(a, b routeKey) int {
 	return int(a.bits) - int(b.bits)
 }
 
-// importVNIs lists, without repeats, the VNIs of the segments that import
-// a route carrying rts, reusing buf's storage when it has room.
-func (r *RIB) importVNIs(rts []RT, buf []VNI) []VNI {
-	vnis := buf[:0]
+// importInto appends to vnis the VNIs that import a route carrying rts,
+// by VNI (auto) or by exact RT (byRT), without repeating one of vnis[from:].
+func importInto(rts []RT, auto map[VNI]struct{}, byRT map[RT][]VNI, vnis []VNI, from int) []VNI {
 	for _, rt := range rts {
-		if v := rt.ImportVNI(); !slices.Contains(vnis, v) {
-			if _, ok := r.autoVNI[v]; ok {
+		if v := rt.ImportVNI(); !slices.Contains(vnis[from:], v) {
+			if _, ok := auto[v]; ok {
 				vnis = append(vnis, v)
 			}
 		}
-		for _, v := range r.byRT[rt] {
-			if !slices.Contains(vnis, v) {
+		for _, v := range byRT[rt] {
+			if !slices.Contains(vnis[from:], v) {
 				vnis = append(vnis, v)
 			}
 		}
-	}
-	if len(vnis) == 0 {
-		return nil
 	}
 	return vnis
 }
 
 // apply adds e's contributions to the states of its VNIs.
 func (r *RIB) apply(e *entry) {
-	for _, vni := range e.vnis {
+	switch e.key.typ {
+	case TypeMACIP:
+		if e.hostOnly {
+			r.addCand(macKey{vni: e.hostVNI(), mac: e.key.mac, hostOnly: true}, e)
+		}
+	case TypePrefix:
+		pfx := netip.PrefixFrom(e.key.addr, int(e.key.bits))
+		for _, vni := range e.l3VNIs() {
+			k := pfxKey{vni: vni, pfx: pfx}
+			ps := r.pfxs[k]
+			if ps == nil {
+				ps = &pfxState{key: k}
+				r.pfxs[k] = ps
+			}
+			ps.t5 = append(ps.t5, e)
+			r.dirtyPfx(ps)
+		}
+	}
+	for _, vni := range e.segVNIs() {
 		switch e.key.typ {
 		case TypeMACIP:
-			k := macKey{vni: vni, mac: e.key.mac}
-			st := r.macs[k]
-			if st == nil {
-				st = r.newMAC(k)
-			}
-			st.cands = append(st.cands, e)
-			r.dirtyMAC(st)
+			r.addCand(macKey{vni: vni, mac: e.key.mac}, e)
 		case TypeIMET:
 			k := floodKey{vni: vni, vtep: e.vtep}
 			fs := r.floods[k]
@@ -424,19 +650,50 @@ func (r *RIB) apply(e *entry) {
 	}
 }
 
+func (r *RIB) addCand(k macKey, e *entry) {
+	st := r.macs[k]
+	if st == nil {
+		st = r.newMAC(k)
+	}
+	st.cands = append(st.cands, e)
+	r.dirtyMAC(st)
+}
+
+func (r *RIB) delCand(k macKey, e *entry) {
+	st := r.macs[k]
+	if st == nil {
+		return
+	}
+	if i := slices.Index(st.cands, e); i >= 0 {
+		st.cands = slices.Delete(st.cands, i, i+1)
+	}
+	r.dirtyMAC(st)
+}
+
 // unapply takes back what apply added for e.
 func (r *RIB) unapply(e *entry) {
-	for _, vni := range e.vnis {
-		switch e.key.typ {
-		case TypeMACIP:
-			st := r.macs[macKey{vni: vni, mac: e.key.mac}]
-			if st == nil {
+	switch e.key.typ {
+	case TypeMACIP:
+		if e.hostOnly {
+			r.delCand(macKey{vni: e.hostVNI(), mac: e.key.mac, hostOnly: true}, e)
+		}
+	case TypePrefix:
+		pfx := netip.PrefixFrom(e.key.addr, int(e.key.bits))
+		for _, vni := range e.l3VNIs() {
+			ps := r.pfxs[pfxKey{vni: vni, pfx: pfx}]
+			if ps == nil {
 				continue
 			}
-			if i := slices.Index(st.cands, e); i >= 0 {
-				st.cands = slices.Delete(st.cands, i, i+1)
+			if i := slices.Index(ps.t5, e); i >= 0 {
+				ps.t5 = slices.Delete(ps.t5, i, i+1)
 			}
-			r.dirtyMAC(st)
+			r.dirtyPfx(ps)
+		}
+	}
+	for _, vni := range e.segVNIs() {
+		switch e.key.typ {
+		case TypeMACIP:
+			r.delCand(macKey{vni: vni, mac: e.key.mac}, e)
 		case TypeIMET:
 			fs := r.floods[floodKey{vni: vni, vtep: e.vtep}]
 			if fs == nil {
@@ -476,9 +733,29 @@ func (r *RIB) dirtyFlood(fs *floodState) {
 	}
 }
 
+func (r *RIB) dirtyPfx(ps *pfxState) {
+	if !ps.dirty {
+		ps.dirty = true
+		r.dirtyPfxs = append(r.dirtyPfxs, ps)
+	}
+}
+
+func (r *RIB) dirtyPfxKey(k pfxKey) {
+	if ps := r.pfxs[k]; ps != nil {
+		r.dirtyPfx(ps)
+	}
+}
+
+func (r *RIB) dirtyRMAC(rs *rmacState) {
+	if !rs.dirty {
+		rs.dirty = true
+		r.dirtyRMACs = append(r.dirtyRMACs, rs)
+	}
+}
+
 // settle brings every touched state to what its contributions ask for and
-// returns the change. MACs go first: they decide which neighbors are
-// offered.
+// returns the change. MACs go first: they decide which neighbors and host
+// routes are offered; prefixes then decide which router MACs are used.
 func (r *RIB) settle() Diff {
 	var d Diff
 	for _, st := range r.dirtyMACs {
@@ -509,6 +786,16 @@ func (r *RIB) settle() Diff {
 	}
 	clear(r.dirtyFloods)
 	r.dirtyFloods = r.dirtyFloods[:0]
+	for _, ps := range r.dirtyPfxs {
+		r.settlePfx(ps, &d)
+	}
+	clear(r.dirtyPfxs)
+	r.dirtyPfxs = r.dirtyPfxs[:0]
+	for _, rs := range r.dirtyRMACs {
+		r.settleRMAC(rs, &d)
+	}
+	clear(r.dirtyRMACs)
+	r.dirtyRMACs = r.dirtyRMACs[:0]
 	return d
 }
 
@@ -547,11 +834,13 @@ func (r *RIB) settleMAC(st *macState, d *Diff) {
 		}
 	}
 	if want != st.fdb {
-		if st.fdb.IsValid() {
-			d.Del.FDB = append(d.Del.FDB, FDB{VNI: st.key.vni, MAC: st.hw, VTEP: st.fdb})
-		}
-		if want.IsValid() {
-			d.Add.FDB = append(d.Add.FDB, FDB{VNI: st.key.vni, MAC: st.hw, VTEP: want})
+		if !st.key.hostOnly {
+			if st.fdb.IsValid() {
+				d.Del.FDB = append(d.Del.FDB, FDB{VNI: st.key.vni, MAC: st.hw, VTEP: st.fdb})
+			}
+			if want.IsValid() {
+				d.Add.FDB = append(d.Add.FDB, FDB{VNI: st.key.vni, MAC: st.hw, VTEP: want})
+			}
 		}
 		st.fdb = want
 	}
@@ -564,12 +853,16 @@ func (r *RIB) settleMAC(st *macState, d *Diff) {
 				r.dirtyNeigh(ns)
 			}
 		}
+		for _, o := range st.hosts {
+			r.dirtyPfxKey(o.key)
+		}
 	}
+	r.settleHostOffers(st)
 
 	// Only routes from the installed VTEP offer neighbors: a stale route
 	// from where the MAC was before must not point its IP there.
 	want4 := r.scratch[:0]
-	if st.fdb.IsValid() {
+	if st.fdb.IsValid() && !st.key.hostOnly {
 		for _, e := range st.cands {
 			if ip := e.key.addr; ip.IsValid() && e.vtep == st.fdb && !slices.Contains(want4, ip) {
 				want4 = append(want4, ip)
@@ -594,8 +887,189 @@ func (r *RIB) settleMAC(st *macState, d *Diff) {
 		}
 	}
 
-	if len(st.cands) == 0 && !st.local && !st.fdb.IsValid() && len(st.neighs) == 0 {
+	if len(st.cands) == 0 && !st.local && !st.fdb.IsValid() && len(st.neighs) == 0 && len(st.hosts) == 0 {
 		delete(r.macs, st.key)
+	}
+}
+
+// settleHostOffers offers the host routes of st's winning VTEP to the
+// L3s, as the neighbors are offered to the segment: a MAC that is local,
+// or that moved away from a VTEP, gives no host route through the loser.
+func (r *RIB) settleHostOffers(st *macState) {
+	want := r.offerScratch[:0]
+	if st.fdb.IsValid() {
+		for _, e := range st.cands {
+			if e.vtep != st.fdb || int(e.nseg) == len(e.vnis) {
+				continue
+			}
+			pfx := netip.PrefixFrom(e.key.addr, e.key.addr.BitLen())
+			for _, vni := range e.l3VNIs() {
+				want = append(want, hostOffer{key: pfxKey{vni: vni, pfx: pfx}, st: st, e: e, stamp: e.stamp})
+			}
+		}
+	}
+	r.offerScratch = want[:0]
+	if len(want) == 0 && len(st.hosts) == 0 {
+		return
+	}
+	if len(want) == len(st.hosts) {
+		same := true
+		for _, o := range want {
+			if !slices.Contains(st.hosts, o) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return
+		}
+	}
+	for _, o := range st.hosts {
+		if slices.Contains(want, o) {
+			continue
+		}
+		if ps := r.pfxs[o.key]; ps != nil {
+			if i := slices.Index(ps.hosts, o); i >= 0 {
+				ps.hosts = slices.Delete(ps.hosts, i, i+1)
+			}
+			r.dirtyPfx(ps)
+		}
+	}
+	for _, o := range want {
+		if slices.Contains(st.hosts, o) {
+			continue
+		}
+		ps := r.pfxs[o.key]
+		if ps == nil {
+			ps = &pfxState{key: o.key}
+			r.pfxs[o.key] = ps
+		}
+		ps.hosts = append(ps.hosts, o)
+		r.dirtyPfx(ps)
+	}
+	st.hosts = append(st.hosts[:0:0], want...)
+	if len(st.hosts) == 0 {
+		st.hosts = nil
+	}
+}
+
+// betterHost ranks the host routes offered for one IP as settleNeigh
+// ranks MACs: the highest sequence number (the IP moved there last), then
+// the lowest MAC; then, for one MAC seen in several L2VNIs or RDs, the
+// lowest L2VNI and the route that arrived last.
+func betterHost(a, b hostOffer) bool {
+	if a.st.winSeq != b.st.winSeq {
+		return a.st.winSeq > b.st.winSeq
+	}
+	if c := bytes.Compare(a.st.key.mac[:], b.st.key.mac[:]); c != 0 {
+		return c < 0
+	}
+	if a.st.key.vni != b.st.key.vni {
+		return a.st.key.vni < b.st.key.vni
+	}
+	return a.stamp > b.stamp
+}
+
+// settlePfx installs the route for one prefix of an L3: the host route of
+// the winning MAC when there is one (MAC mobility knows where the host
+// is), otherwise every VTEP advertising the prefix by type-5 (ECMP); none
+// when the prefix is routed locally.
+func (r *RIB) settlePfx(ps *pfxState, d *Diff) {
+	ps.dirty = false
+	nhs, uses := r.scratch[:0], r.usesScratch[:0]
+	if _, local := r.localPfx[ps.key]; !local {
+		if len(ps.hosts) > 0 {
+			best := ps.hosts[0]
+			for _, o := range ps.hosts[1:] {
+				if betterHost(o, best) {
+					best = o
+				}
+			}
+			nhs = append(nhs, best.e.vtep)
+			uses = append(uses, rmacUse{vtep: best.e.vtep, mac: best.e.route.RouterMAC, stamp: best.stamp})
+		} else {
+			for _, e := range ps.t5 {
+				if !slices.Contains(nhs, e.vtep) {
+					nhs = append(nhs, e.vtep)
+				}
+				uses = append(uses, rmacUse{vtep: e.vtep, mac: e.route.RouterMAC, stamp: e.stamp})
+			}
+			slices.SortFunc(nhs, netip.Addr.Compare)
+		}
+	}
+	r.scratch, r.usesScratch = nhs[:0], uses[:0]
+	if !slices.Equal(nhs, ps.nhs) {
+		if len(nhs) > 0 {
+			ps.nhs = slices.Clone(nhs)
+			d.Add.Routes = append(d.Add.Routes, L3Route{VNI: ps.key.vni, Prefix: ps.key.pfx, NextHops: ps.nhs})
+		} else {
+			d.Del.Routes = append(d.Del.Routes, L3Route{VNI: ps.key.vni, Prefix: ps.key.pfx, NextHops: ps.nhs})
+			ps.nhs = nil
+		}
+	}
+	for _, u := range ps.uses {
+		if !slices.ContainsFunc(uses, func(v rmacUse) bool { return v.stamp == u.stamp && v.vtep == u.vtep }) {
+			r.unuseRMAC(ps.key.vni, u)
+		}
+	}
+	for _, u := range uses {
+		if !slices.ContainsFunc(ps.uses, func(v rmacUse) bool { return v.stamp == u.stamp && v.vtep == u.vtep }) {
+			r.useRMAC(ps.key.vni, u)
+		}
+	}
+	ps.uses = append(ps.uses[:0], uses...)
+	if len(ps.uses) == 0 {
+		ps.uses = nil
+	}
+	if len(ps.t5) == 0 && len(ps.hosts) == 0 && ps.nhs == nil {
+		delete(r.pfxs, ps.key)
+	}
+}
+
+func (r *RIB) useRMAC(vni VNI, u rmacUse) {
+	k := rmacKey{vni: vni, vtep: u.vtep}
+	rs := r.rmacs[k]
+	if rs == nil {
+		rs = &rmacState{key: k}
+		r.rmacs[k] = rs
+	}
+	rs.uses = append(rs.uses, u)
+	r.dirtyRMAC(rs)
+}
+
+func (r *RIB) unuseRMAC(vni VNI, u rmacUse) {
+	rs := r.rmacs[rmacKey{vni: vni, vtep: u.vtep}]
+	if rs == nil {
+		return
+	}
+	if i := slices.IndexFunc(rs.uses, func(v rmacUse) bool { return v.stamp == u.stamp }); i >= 0 {
+		rs.uses = slices.Delete(rs.uses, i, i+1)
+	}
+	r.dirtyRMAC(rs)
+}
+
+// settleRMAC keeps a VTEP's router MAC on an L3VNI while any installed
+// route goes through it; when its routes disagree, the MAC of the route
+// that arrived last wins (the VTEP changed it and not every route has
+// been re-advertised yet).
+func (r *RIB) settleRMAC(rs *rmacState, d *Diff) {
+	rs.dirty = false
+	var want net.HardwareAddr
+	var stamp uint64
+	for _, u := range rs.uses {
+		if want == nil || u.stamp > stamp {
+			want, stamp = u.mac, u.stamp
+		}
+	}
+	switch {
+	case want == nil && rs.installed != nil:
+		d.Del.RMACs = append(d.Del.RMACs, RouterMAC{VNI: rs.key.vni, VTEP: rs.key.vtep, MAC: rs.installed})
+	case want != nil && !bytes.Equal(want, rs.installed):
+		d.Add.RMACs = append(d.Add.RMACs, RouterMAC{VNI: rs.key.vni, VTEP: rs.key.vtep, MAC: want})
+	}
+	rs.installed = want
+	if len(rs.uses) == 0 {
+		delete(r.rmacs, rs.key)
 	}
 }
 
@@ -647,6 +1121,14 @@ func (r *RIB) settleNeigh(ns *neighState, d *Diff) {
 	if best == nil {
 		delete(r.neighs, ns.key)
 	}
+}
+
+// comparePrefix orders prefixes by address, then length.
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
 
 func sameSet(a, b []netip.Addr) bool {

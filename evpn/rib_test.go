@@ -2,6 +2,7 @@ package evpn
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -54,7 +55,11 @@ func floods(in ...Flood) Intents { return Intents{Flood: in} }
 func checkDiff(t *testing.T, what string, got Diff, add, del Intents) {
 	t.Helper()
 	norm := func(in Intents) Intents {
-		in.FDB = slices.Clip(in.FDB)
+		in.FDB = slices.Clone(in.FDB)
+		in.Flood = slices.Clone(in.Flood)
+		in.Neigh = slices.Clone(in.Neigh)
+		in.Routes = slices.Clone(in.Routes)
+		in.RMACs = slices.Clone(in.RMACs)
 		if len(in.FDB) == 0 {
 			in.FDB = nil
 		}
@@ -64,7 +69,14 @@ func checkDiff(t *testing.T, what string, got Diff, add, del Intents) {
 		if len(in.Neigh) == 0 {
 			in.Neigh = nil
 		}
-		return in
+		if len(in.Routes) == 0 {
+			in.Routes = nil
+		}
+		if len(in.RMACs) == 0 {
+			in.RMACs = nil
+		}
+		// A Diff's order is not part of its meaning; re-imports walk a map.
+		return sortIntents(in)
 	}
 	if !reflect.DeepEqual(norm(got.Add), norm(add)) || !reflect.DeepEqual(norm(got.Del), norm(del)) {
 		t.Fatalf("%s:\n got add %+v\n     del %+v\nwant add %+v\n     del %+v", what, got.Add, got.Del, add, del)
@@ -306,21 +318,64 @@ func TestRIBLocal(t *testing.T) {
 }
 
 // kernel applies diffs as the datapath would and fails on any add of an
-// entry already there or delete of one that is not.
+// entry already there or delete of one that is not. Routes and router MACs
+// are replaced by an Add, which must then change something.
 type kernel struct {
-	fdb   map[macKey]netip.Addr
-	flood map[floodKey]bool
-	neigh map[ipKey][6]byte
+	fdb    map[macKey]netip.Addr
+	flood  map[floodKey]bool
+	neigh  map[ipKey][6]byte
+	routes map[pfxKey][]netip.Addr
+	rmacs  map[rmacKey][6]byte
 }
 
 func newKernel() *kernel {
-	return &kernel{fdb: map[macKey]netip.Addr{}, flood: map[floodKey]bool{}, neigh: map[ipKey][6]byte{}}
+	return &kernel{
+		fdb: map[macKey]netip.Addr{}, flood: map[floodKey]bool{}, neigh: map[ipKey][6]byte{},
+		routes: map[pfxKey][]netip.Addr{}, rmacs: map[rmacKey][6]byte{},
+	}
 }
 
 func (k *kernel) apply(t *testing.T, d Diff) {
 	t.Helper()
+	for _, r := range d.Del.Routes {
+		pk := pfxKey{r.VNI, r.Prefix}
+		if _, ok := k.routes[pk]; !ok {
+			t.Fatalf("del of route %+v not installed", r)
+		}
+		delete(k.routes, pk)
+	}
+	for _, m := range d.Del.RMACs {
+		rk := rmacKey{m.VNI, m.VTEP}
+		if v, ok := k.rmacs[rk]; !ok || v != [6]byte(m.MAC) {
+			t.Fatalf("del of router mac %+v not installed (have %v)", m, v)
+		}
+		delete(k.rmacs, rk)
+	}
+	for _, r := range d.Add.Routes {
+		pk := pfxKey{r.VNI, r.Prefix}
+		if len(r.NextHops) == 0 || !slices.IsSortedFunc(r.NextHops, netip.Addr.Compare) || r.Prefix != r.Prefix.Masked() {
+			t.Fatalf("add of route %+v: want masked prefix, sorted next hops", r)
+		}
+		if slices.ContainsFunc(d.Del.Routes, func(x L3Route) bool { return x.VNI == r.VNI && x.Prefix == r.Prefix }) {
+			t.Fatalf("route %+v deleted and added in one diff", r)
+		}
+		if v, ok := k.routes[pk]; ok && slices.Equal(v, r.NextHops) {
+			t.Fatalf("add of route %+v already installed", r)
+		}
+		k.routes[pk] = slices.Clone(r.NextHops)
+	}
+	for _, m := range d.Add.RMACs {
+		rk := rmacKey{m.VNI, m.VTEP}
+		if slices.ContainsFunc(d.Del.RMACs, func(x RouterMAC) bool { return x.VNI == m.VNI && x.VTEP == m.VTEP }) {
+			t.Fatalf("router mac %+v deleted and added in one diff", m)
+		}
+		if v, ok := k.rmacs[rk]; ok && v == [6]byte(m.MAC) {
+			t.Fatalf("add of router mac %+v already installed", m)
+		}
+		k.rmacs[rk] = [6]byte(m.MAC)
+	}
 	for _, f := range d.Del.FDB {
-		mk := macKey{f.VNI, [6]byte(f.MAC)}
+		mk := macKey{vni: f.VNI, mac: [6]byte(f.MAC)}
 		if v, ok := k.fdb[mk]; !ok || v != f.VTEP {
 			t.Fatalf("del of fdb %+v not installed (have %v)", f, v)
 		}
@@ -339,7 +394,7 @@ func (k *kernel) apply(t *testing.T, d Diff) {
 		delete(k.neigh, ipKey{n.VNI, n.IP})
 	}
 	for _, f := range d.Add.FDB {
-		mk := macKey{f.VNI, [6]byte(f.MAC)}
+		mk := macKey{vni: f.VNI, mac: [6]byte(f.MAC)}
 		if _, ok := k.fdb[mk]; ok {
 			t.Fatalf("add of fdb %+v already installed", f)
 		}
@@ -378,6 +433,12 @@ func (k *kernel) intents() Intents {
 	for ik, m := range k.neigh {
 		in.Neigh = append(in.Neigh, Neigh{VNI: ik.vni, IP: ik.ip, MAC: net.HardwareAddr(m[:])})
 	}
+	for pk, nhs := range k.routes {
+		in.Routes = append(in.Routes, L3Route{VNI: pk.vni, Prefix: pk.pfx, NextHops: nhs})
+	}
+	for rk, m := range k.rmacs {
+		in.RMACs = append(in.RMACs, RouterMAC{VNI: rk.vni, VTEP: rk.vtep, MAC: net.HardwareAddr(m[:])})
+	}
 	return sortIntents(in)
 }
 
@@ -389,6 +450,10 @@ func sortIntents(in Intents) Intents {
 	slices.SortFunc(in.Neigh, func(a, b Neigh) int {
 		return cmpAll(int(a.VNI)-int(b.VNI), a.IP.Compare(b.IP), bytes.Compare(a.MAC, b.MAC))
 	})
+	slices.SortFunc(in.Routes, func(a, b L3Route) int {
+		return cmpAll(int(a.VNI)-int(b.VNI), a.Prefix.Addr().Compare(b.Prefix.Addr()), a.Prefix.Bits()-b.Prefix.Bits())
+	})
+	slices.SortFunc(in.RMACs, func(a, b RouterMAC) int { return cmpAll(int(a.VNI)-int(b.VNI), a.VTEP.Compare(b.VTEP)) })
 	return in
 }
 
@@ -402,46 +467,84 @@ func cmpAll(cs ...int) int {
 }
 
 // model computes the intents from scratch, as the rules say, from the
-// routes the RIB holds, the segments and the local MACs.
-func model(routes []Route, segs []Segment, local map[macKey]uint32) Intents {
+// routes the RIB holds, the segments, the L3s, the local MACs and the
+// order in which the routes arrived (stamps, by NLRI key).
+func model(routes []Route, segs []Segment, l3s []L3, local map[macKey]uint32, stamps map[string]uint64) Intents {
 	type cand struct {
-		seq  uint32
-		vtep netip.Addr
-		ip   netip.Addr
+		seq   uint32
+		vtep  netip.Addr
+		ip    netip.Addr
+		l3    []VNI
+		rmac  net.HardwareAddr
+		stamp uint64
 	}
 	cands := map[macKey][]cand{}
+	t5 := map[pfxKey][]cand{}
 	flood := map[floodKey]bool{}
+	locals := map[pfxKey]bool{}
+	for _, l := range l3s {
+		for _, p := range l.Local {
+			locals[pfxKey{l.VNI, p.Masked()}] = true
+		}
+	}
 	for _, r := range routes {
-		var vnis []VNI
+		var vnis, l3v []VNI
 		for _, s := range segs {
 			if s.Imports(r.RTs) && !slices.Contains(vnis, s.VNI) {
 				vnis = append(vnis, s.VNI)
 			}
 		}
-		for _, v := range vnis {
-			switch n := r.NLRI.(type) {
-			case *MACIP:
-				c := cand{vtep: r.NextHop, ip: n.IP}
-				if r.Mobility != nil {
-					c.seq = r.Mobility.Seq
+		if len(r.RouterMAC) == 6 && !bytes.Equal(r.RouterMAC, make([]byte, 6)) {
+			for _, l := range l3s {
+				if l.Imports(r.RTs) && !slices.Contains(l3v, l.VNI) {
+					l3v = append(l3v, l.VNI)
 				}
-				k := macKey{v, [6]byte(n.MAC)}
+			}
+		}
+		stamp := stamps[r.NLRI.Key()]
+		switch n := r.NLRI.(type) {
+		case *MACIP:
+			if !n.IP.IsValid() {
+				l3v = nil
+			}
+			c := cand{vtep: r.NextHop, ip: n.IP, l3: l3v, rmac: r.RouterMAC, stamp: stamp}
+			if r.Mobility != nil {
+				c.seq = r.Mobility.Seq
+			}
+			for _, v := range vnis {
+				k := macKey{vni: v, mac: [6]byte(n.MAC)}
 				cands[k] = append(cands[k], c)
-			case *IMET:
+			}
+			if len(vnis) == 0 && len(l3v) > 0 {
+				k := macKey{vni: n.Labels[0], mac: [6]byte(n.MAC), hostOnly: true}
+				cands[k] = append(cands[k], c)
+			}
+		case *IMET:
+			for _, v := range vnis {
 				vt := r.NextHop
 				if r.PMSI != nil && r.PMSI.Endpoint.IsValid() {
 					vt = r.PMSI.Endpoint
 				}
 				flood[floodKey{v, vt}] = true
 			}
+		case *Prefix:
+			for _, v := range l3v {
+				k := pfxKey{v, n.Prefix.Masked()}
+				t5[k] = append(t5[k], cand{vtep: r.NextHop, rmac: r.RouterMAC, stamp: stamp})
+			}
 		}
 	}
 	var in Intents
 	type claim struct {
-		seq uint32
-		mac [6]byte
+		seq   uint32
+		mac   [6]byte
+		vni   VNI
+		stamp uint64
+		vtep  netip.Addr
+		rmac  net.HardwareAddr
 	}
 	claims := map[ipKey][]claim{}
+	hosts := map[pfxKey][]claim{}
 	for k, cs := range cands {
 		best := cs[0]
 		for _, c := range cs[1:] {
@@ -452,13 +555,19 @@ func model(routes []Route, segs []Segment, local map[macKey]uint32) Intents {
 		if ls, ok := local[k]; ok && ls >= best.seq {
 			continue
 		}
-		in.FDB = append(in.FDB, FDB{VNI: k.vni, MAC: net.HardwareAddr(k.mac[:]), VTEP: best.vtep})
+		if !k.hostOnly {
+			in.FDB = append(in.FDB, FDB{VNI: k.vni, MAC: net.HardwareAddr(k.mac[:]), VTEP: best.vtep})
+		}
 		for _, c := range cs {
-			if c.ip.IsValid() && c.vtep == best.vtep {
-				ik := ipKey{k.vni, c.ip}
-				if !slices.Contains(claims[ik], claim{best.seq, k.mac}) {
-					claims[ik] = append(claims[ik], claim{best.seq, k.mac})
-				}
+			if !c.ip.IsValid() || c.vtep != best.vtep {
+				continue
+			}
+			if ik := (ipKey{k.vni, c.ip}); !k.hostOnly && !slices.ContainsFunc(claims[ik], func(x claim) bool { return x.mac == k.mac }) {
+				claims[ik] = append(claims[ik], claim{seq: best.seq, mac: k.mac})
+			}
+			for _, v := range c.l3 {
+				pk := pfxKey{v, netip.PrefixFrom(c.ip, c.ip.BitLen())}
+				hosts[pk] = append(hosts[pk], claim{seq: best.seq, mac: k.mac, vni: k.vni, stamp: c.stamp, vtep: c.vtep, rmac: c.rmac})
 			}
 		}
 	}
@@ -474,6 +583,51 @@ func model(routes []Route, segs []Segment, local map[macKey]uint32) Intents {
 	for fk := range flood {
 		in.Flood = append(in.Flood, Flood{VNI: fk.vni, VTEP: fk.vtep})
 	}
+	type use struct {
+		stamp uint64
+		rmac  net.HardwareAddr
+	}
+	rmacs := map[rmacKey]use{}
+	addUse := func(k rmacKey, stamp uint64, mac net.HardwareAddr) {
+		if u, ok := rmacs[k]; !ok || stamp > u.stamp {
+			rmacs[k] = use{stamp, mac}
+		}
+	}
+	pfxs := map[pfxKey]bool{}
+	for pk := range hosts {
+		pfxs[pk] = true
+	}
+	for pk := range t5 {
+		pfxs[pk] = true
+	}
+	for pk := range pfxs {
+		if locals[pk] {
+			continue
+		}
+		if cl := hosts[pk]; len(cl) > 0 {
+			best := cl[0]
+			for _, c := range cl[1:] {
+				if cmpAll(cmp.Compare(best.seq, c.seq), bytes.Compare(c.mac[:], best.mac[:]), cmp.Compare(c.vni, best.vni), cmp.Compare(best.stamp, c.stamp)) < 0 {
+					best = c
+				}
+			}
+			in.Routes = append(in.Routes, L3Route{VNI: pk.vni, Prefix: pk.pfx, NextHops: []netip.Addr{best.vtep}})
+			addUse(rmacKey{pk.vni, best.vtep}, best.stamp, best.rmac)
+			continue
+		}
+		var nhs []netip.Addr
+		for _, c := range t5[pk] {
+			if !slices.Contains(nhs, c.vtep) {
+				nhs = append(nhs, c.vtep)
+			}
+			addUse(rmacKey{pk.vni, c.vtep}, c.stamp, c.rmac)
+		}
+		slices.SortFunc(nhs, netip.Addr.Compare)
+		in.Routes = append(in.Routes, L3Route{VNI: pk.vni, Prefix: pk.pfx, NextHops: nhs})
+	}
+	for k, u := range rmacs {
+		in.RMACs = append(in.RMACs, RouterMAC{VNI: k.vni, VTEP: k.vtep, MAC: u.rmac})
+	}
 	return sortIntents(in)
 }
 
@@ -487,30 +641,55 @@ func TestRIBRandomAgainstModel(t *testing.T) {
 	macs := []net.HardwareAddr{macX, macY, {2, 0, 0, 0, 0, 3}, {2, 0, 0, 0, 0, 4}}
 	ips := []string{"", "10.1.1.1", "10.1.1.2", "2001:db8::1"}
 	rts := []RT{AutoRT(PresetFRR, 65001, 100), AutoRT(PresetFRR, 65002, 200), NewRT0(1, 1), AutoRT(PresetRFC8365, 65003, 300)}
+	// The L3 RTs: auto for 5000 and 6000, and one that both the explicit
+	// L3 and the auto import of 5000 take.
+	l3rts := []RT{AutoRT(PresetFRR, 65001, 5000), NewRT0(1, 5000), AutoRT(PresetFRR, 65002, 6000)}
+	rmacs := []net.HardwareAddr{nil, {2, 0xaa, 0, 0, 0, 1}, {2, 0xaa, 0, 0, 0, 2}}
+	prefixes := []netip.Prefix{
+		netip.MustParsePrefix("10.9.0.0/16"),
+		netip.MustParsePrefix("10.1.1.1/32"), // also a host IP
+		netip.MustParsePrefix("10.1.1.2/32"), // also a host IP, local in some L3 sets
+		netip.MustParsePrefix("2001:db8::/64"),
+		netip.MustParsePrefix("2001:db8::1/128"),
+	}
 	segSets := [][]Segment{
 		{autoSeg(100), autoSeg(200)},
 		{autoSeg(100), NewSegment(self, 1, PresetFRR, 9, "t", "x", 300, []RT{NewRT0(1, 1)}, nil)},
 		{autoSeg(300)},
 		nil,
 	}
+	rm := net.HardwareAddr{2, 0xee, 0, 0, 0, 1}
+	l3Sets := [][]L3{
+		{NewL3(self, 65000, PresetFRR, 50, "t", 5000, nil, nil, rm, []netip.Prefix{netip.MustParsePrefix("10.1.1.2/32"), netip.MustParsePrefix("10.9.0.0/16")})},
+		{NewL3(self, 65000, PresetFRR, 50, "t", 5000, nil, nil, rm, nil), NewL3(self, 65000, PresetFRR, 60, "u", 6000, nil, nil, rm, []netip.Prefix{netip.MustParsePrefix("2001:db8::/64")})},
+		{NewL3(self, 65000, PresetFRR, 50, "t", 5000, []RT{NewRT0(1, 5000)}, nil, rm, nil)},
+		nil,
+	}
 	vnis := []VNI{100, 200, 300}
 
 	rib := NewRIB(self)
 	k := newKernel()
-	segs := segSets[0]
+	segs, l3s := segSets[0], l3Sets[0]
 	k.apply(t, rib.SetSegments(segs))
+	k.apply(t, rib.SetL3(l3s))
 	local := map[macKey]uint32{}
-	for step := 0; step < 3000; step++ {
+	stamps := map[string]uint64{}
+	var clock uint64
+	seen := map[string]int{"ecmp route": 0, "ipv6 host route": 0, "several router macs": 0, "routes without a segment": 0}
+	for step := 0; step < 5000; step++ {
 		switch op := rng.IntN(20); {
 		case op == 0:
 			segs = segSets[rng.IntN(len(segSets))]
 			k.apply(t, rib.SetSegments(segs))
-		case op <= 2:
+		case op == 1:
+			l3s = l3Sets[rng.IntN(len(l3Sets))]
+			k.apply(t, rib.SetL3(l3s))
+		case op <= 3:
 			vni, mac := vnis[rng.IntN(len(vnis))], macs[rng.IntN(len(macs))]
 			present := rng.IntN(2) == 0
 			seq, d := rib.Local(vni, mac, present)
 			k.apply(t, d)
-			mk := macKey{vni, [6]byte(mac)}
+			mk := macKey{vni: vni, mac: [6]byte(mac)}
 			if present {
 				if prev, ok := local[mk]; ok && prev != seq {
 					t.Fatalf("step %d: local seq of a local mac changed %d -> %d", step, prev, seq)
@@ -523,15 +702,32 @@ func TestRIBRandomAgainstModel(t *testing.T) {
 			var batch []Route
 			for n := rng.IntN(6) + 1; n > 0; n-- {
 				vt := vteps[rng.IntN(len(vteps))]
+				rd := rdOf(vt, uint16(rng.IntN(2)))
 				var r Route
-				if rng.IntN(4) == 0 {
-					r = imetRoute(rdOf(vt, uint16(rng.IntN(2))), vt, rts[rng.IntN(len(rts))])
-				} else {
+				switch rng.IntN(5) {
+				case 0:
+					r = imetRoute(rd, vt, rts[rng.IntN(len(rts))])
+				case 1:
+					r = Route{
+						NLRI:      &Prefix{RD: rd, Prefix: prefixes[rng.IntN(len(prefixes))], Label: 5000},
+						NextHop:   vt,
+						RTs:       []RT{l3rts[rng.IntN(len(l3rts))]},
+						Encap:     EncapVXLAN,
+						RouterMAC: rmacs[rng.IntN(len(rmacs))],
+					}
+				default:
 					r = macRoute(vt, macs[rng.IntN(len(macs))], ips[rng.IntN(len(ips))], uint32(rng.IntN(4)), rts[rng.IntN(len(rts))])
-					r.NLRI.(*MACIP).RD = rdOf(vt, uint16(rng.IntN(2)))
+					r.NLRI.(*MACIP).RD = rd
+					if rng.IntN(2) == 0 {
+						r.RTs = append(r.RTs, l3rts[rng.IntN(len(l3rts))])
+						r.RouterMAC = rmacs[rng.IntN(len(rmacs))]
+					}
 				}
 				if rng.IntN(3) == 0 {
 					r = withdraw(r)
+				} else if vt != self {
+					clock++
+					stamps[r.NLRI.Key()] = clock
 				}
 				batch = append(batch, r)
 			}
@@ -540,18 +736,39 @@ func TestRIBRandomAgainstModel(t *testing.T) {
 		// SetSegments can supersede too: a new segment imports routes
 		// with higher sequence numbers than a local MAC's.
 		for _, s := range rib.Superseded() {
-			mk := macKey{s.VNI, [6]byte(s.MAC)}
+			mk := macKey{vni: s.VNI, mac: [6]byte(s.MAC)}
 			if seq, ok := local[mk]; !ok || seq != s.Seq || s.RemoteSeq <= s.Seq {
 				t.Fatalf("step %d: superseded %+v, local seq %d (%v)", step, s, seq, ok)
 			}
 			delete(local, mk)
 		}
 		got := rib.Intents()
+		for _, r := range got.Routes {
+			if len(r.NextHops) > 1 {
+				seen["ecmp route"]++
+			}
+			if r.Prefix.Bits() == 128 {
+				seen["ipv6 host route"]++
+			}
+		}
+		if len(got.RMACs) > 1 {
+			seen["several router macs"]++
+		}
+		if len(got.Routes) > 0 && len(got.FDB) == 0 {
+			seen["routes without a segment"]++
+		}
 		if !reflect.DeepEqual(k.intents(), got) {
 			t.Fatalf("step %d: kernel after diffs\n %+v\nIntents\n %+v", step, k.intents(), got)
 		}
-		if want := model(rib.Routes(), segs, local); !reflect.DeepEqual(want, got) {
+		if want := model(rib.Routes(), segs, l3s, local, stamps); !reflect.DeepEqual(want, got) {
 			t.Fatalf("step %d: Intents\n %+v\nmodel\n %+v", step, got, want)
+		}
+	}
+	// The run must have reached the interesting states, or it tests
+	// nothing about them.
+	for what, n := range seen {
+		if n == 0 {
+			t.Errorf("the random run never reached: %s", what)
 		}
 	}
 }

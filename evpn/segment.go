@@ -18,6 +18,9 @@ type Segment struct {
 	// segment's VNI, whatever its ASN, as FRR does: in an eBGP fabric with
 	// one AS per leaf the exporters' auto RTs all differ in the ASN.
 	AutoImport bool
+	// L3 is the routed side of the segment's tenant; nil for a tenant that
+	// is only bridged.
+	L3 *L3
 }
 
 // NewSegment derives a segment's RD and route targets. routerID must be an
@@ -77,6 +80,11 @@ func (s Segment) IMETRoute(vtep netip.Addr) Route {
 // IP, when valid) of s. seq is the MAC mobility sequence number from
 // RIB.Local; 0 leaves the community out, as RFC 7432 s15 asks for a MAC
 // that never moved.
+//
+// In a routed tenant (s.L3 set) a MAC+IP route is also the host route of
+// symmetric IRB (RFC 9135 s5.1): it carries the L3VNI as second label, the
+// L3 export RTs after the segment's and the router MAC, without which
+// NX-OS does not install it. A MAC-only route stays a pure L2 route.
 func (s Segment) MACIPRoute(vtep netip.Addr, mac net.HardwareAddr, ip netip.Addr, seq uint32) Route {
 	r := Route{
 		NLRI: &MACIP{
@@ -88,6 +96,12 @@ func (s Segment) MACIPRoute(vtep netip.Addr, mac net.HardwareAddr, ip netip.Addr
 		NextHop: vtep,
 		RTs:     slices.Clone(s.Export),
 		Encap:   EncapVXLAN,
+	}
+	if s.L3 != nil && ip.IsValid() {
+		m := r.NLRI.(*MACIP)
+		m.Labels = append(m.Labels, s.L3.VNI)
+		r.RTs = append(r.RTs, s.L3.Export...)
+		r.RouterMAC = slices.Clone(s.L3.RouterMAC)
 	}
 	if seq > 0 {
 		r.Mobility = &Mobility{Seq: seq}
