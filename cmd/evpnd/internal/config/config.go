@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -32,6 +33,8 @@ type File struct {
 	VTEPAddress string      `mapstructure:"vtep-address"`
 	NetnsPrefix string      `mapstructure:"netns-prefix"`
 	RTPreset    string      `mapstructure:"rt-preset"`
+	RouterMAC   string      `mapstructure:"router-mac"`
+	AnycastMAC  string      `mapstructure:"anycast-gateway-mac"`
 	BGP         BGPFile     `mapstructure:"bgp"`
 	Peers       []PeerFile  `mapstructure:"peers"`
 	Tenants     []TenantDef `mapstructure:"tenants"`
@@ -59,8 +62,19 @@ type PeerFile struct {
 
 // TenantDef is one entry of tenants.
 type TenantDef struct {
-	Name     string       `mapstructure:"name"`
-	Segments []SegmentDef `mapstructure:"segments"`
+	Name               string       `mapstructure:"name"`
+	L3VNI              uint32       `mapstructure:"l3vni"`
+	AnycastMAC         string       `mapstructure:"anycast-gateway-mac"`
+	AdvertiseConnected *bool        `mapstructure:"advertise-connected"`
+	Routes             []RouteDef   `mapstructure:"routes"`
+	RouteTargets       RTFile       `mapstructure:"route-targets"`
+	Segments           []SegmentDef `mapstructure:"segments"`
+}
+
+// RouteDef is one static route of a routed tenant.
+type RouteDef struct {
+	Prefix string `mapstructure:"prefix"`
+	Via    string `mapstructure:"via"`
 }
 
 // SegmentDef is one entry of a tenant's segments.
@@ -69,6 +83,7 @@ type SegmentDef struct {
 	VNI          uint32   `mapstructure:"vni"`
 	Ports        []string `mapstructure:"ports"`
 	MTU          int      `mapstructure:"mtu"`
+	Gateway      []string `mapstructure:"gateway"`
 	RouteTargets RTFile   `mapstructure:"route-targets"`
 }
 
@@ -96,6 +111,7 @@ type Config struct {
 	VTEP        netip.Addr
 	NetnsPrefix string
 	RTPreset    evpn.Preset
+	RouterMAC   net.HardwareAddr
 	BGP         bgp.Config
 	Tenants     []Tenant
 	APIListen   string
@@ -108,6 +124,23 @@ type Config struct {
 type Tenant struct {
 	Name     string
 	Segments []Segment
+	// L3 is set for a routed tenant (l3vni configured).
+	L3 *TenantL3
+}
+
+// TenantL3 is a validated routed tenant.
+type TenantL3 struct {
+	VNI                evpn.VNI
+	AnycastMAC         net.HardwareAddr
+	AdvertiseConnected bool
+	Routes             []Route
+	Import, Export     []evpn.RT
+}
+
+// Route is a validated static route.
+type Route struct {
+	Prefix netip.Prefix
+	Via    netip.Addr
 }
 
 // Segment is a validated segment.
@@ -115,9 +148,10 @@ type Segment struct {
 	Name   string
 	VNI    evpn.VNI
 	Ports  []string
-	MTU    int
-	Import []evpn.RT
-	Export []evpn.RT
+	MTU      int
+	Gateways []netip.Prefix
+	Import   []evpn.RT
+	Export   []evpn.RT
 }
 
 // Defaults, also the documented ones.
@@ -127,6 +161,10 @@ const (
 	DefaultListenPort  = 179
 	DefaultAPIListen   = "unix:///run/evpnd/evpnd.sock"
 	DefaultStateDir    = "/var/lib/evpnd"
+	// DefaultAnycastMAC is the distributed gateway MAC every host answers
+	// with (locally administered); set anycast-gateway-mac to the value
+	// the rest of the fabric uses.
+	DefaultAnycastMAC = "02:00:00:00:00:01"
 )
 
 // Error is a refused configuration: every problem found, each one line
@@ -177,6 +215,8 @@ func Load(path string, fs *pflag.FlagSet) (*Config, error) {
 	v.SetDefault("vtep-address", "")
 	v.SetDefault("netns-prefix", DefaultNetnsPrefix)
 	v.SetDefault("rt-preset", string(DefaultRTPreset))
+	v.SetDefault("router-mac", "")
+	v.SetDefault("anycast-gateway-mac", DefaultAnycastMAC)
 	v.SetDefault("bgp.listen-addresses", []string{})
 	v.SetDefault("bgp.listen-port", DefaultListenPort)
 	v.SetDefault("api.listen", DefaultAPIListen)
@@ -288,38 +328,100 @@ func (c *Config) Fabric() fabric.Config {
 	for _, t := range c.Tenants {
 		ft := fabric.Tenant{Name: t.Name}
 		for _, s := range t.Segments {
-			ft.Segments = append(ft.Segments, fabric.Segment{Name: s.Name, VNI: s.VNI, MTU: s.MTU, Ports: s.Ports})
+			fs := fabric.Segment{Name: s.Name, VNI: s.VNI, MTU: s.MTU, Ports: s.Ports, Gateways: s.Gateways}
+			if len(s.Gateways) > 0 && t.L3 != nil {
+				fs.GatewayMAC = t.L3.AnycastMAC
+			}
+			ft.Segments = append(ft.Segments, fs)
+		}
+		if t.L3 != nil {
+			l3 := &fabric.TenantL3{VNI: t.L3.VNI, RouterMAC: c.RouterMAC}
+			for _, r := range t.L3.Routes {
+				l3.Routes = append(l3.Routes, fabric.StaticRoute{Prefix: r.Prefix, Via: r.Via})
+			}
+			ft.L3 = l3
 		}
 		fc.Tenants = append(fc.Tenants, ft)
 	}
 	return fc
 }
 
-// Segments derives the EVPN segments (RD, RTs) of the configuration. RD
-// indexes are stable for a given set of VNIs: each VNI takes its low 16
-// bits unless another VNI of this host took them first (in VNI order).
-func (c *Config) Segments() []evpn.Segment {
-	type seg struct {
-		tenant string
-		s      Segment
+// rdIndexes assigns every VNI of this host (L2 and L3) the index of its RD
+// <router-id>:<index>. Indexes are stable for a given set of VNIs: each VNI
+// takes its low 16 bits unless a lower VNI of this host took them first.
+func (c *Config) rdIndexes() map[evpn.VNI]uint16 {
+	var vnis []evpn.VNI
+	for _, t := range c.Tenants {
+		if t.L3 != nil {
+			vnis = append(vnis, t.L3.VNI)
+		}
+		for _, s := range t.Segments {
+			vnis = append(vnis, s.VNI)
+		}
 	}
-	var all []seg
+	slices.Sort(vnis)
+	used := map[uint16]bool{}
+	idx := make(map[evpn.VNI]uint16, len(vnis))
+	for _, v := range vnis {
+		i := uint16(v)
+		for used[i] {
+			i++
+		}
+		used[i] = true
+		idx[v] = i
+	}
+	return idx
+}
+
+// L3 derives the routed side of every routed tenant: RD, RTs, router MAC
+// and the prefixes this host routes itself (gateway subnets, static routes).
+func (c *Config) L3() []evpn.L3 {
+	idx := c.rdIndexes()
+	var out []evpn.L3
+	for _, t := range c.Tenants {
+		if t.L3 == nil {
+			continue
+		}
+		out = append(out, evpn.NewL3(c.RouterID, c.ASN, c.RTPreset, idx[t.L3.VNI], t.Name, t.L3.VNI,
+			t.L3.Import, t.L3.Export, c.RouterMAC, c.LocalPrefixes(t)))
+	}
+	return out
+}
+
+// LocalPrefixes are the prefixes this host routes for tenant t: its gateway
+// subnets and its static routes.
+func (c *Config) LocalPrefixes(t Tenant) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range t.Segments {
+		for _, g := range s.Gateways {
+			out = append(out, g.Masked())
+		}
+	}
+	if t.L3 != nil {
+		for _, r := range t.L3.Routes {
+			out = append(out, r.Prefix)
+		}
+	}
+	return out
+}
+
+// Segments derives the EVPN segments (RD, RTs, and the routed side of
+// their tenant) of the configuration.
+func (c *Config) Segments() []evpn.Segment {
+	idx := c.rdIndexes()
+	l3 := map[string]*evpn.L3{}
+	for _, l := range c.L3() {
+		l3[l.Tenant] = &l
+	}
+	var out []evpn.Segment
 	for _, t := range c.Tenants {
 		for _, s := range t.Segments {
-			all = append(all, seg{t.Name, s})
+			seg := evpn.NewSegment(c.RouterID, c.ASN, c.RTPreset, idx[s.VNI], t.Name, s.Name, s.VNI, s.Import, s.Export)
+			seg.L3 = l3[t.Name]
+			out = append(out, seg)
 		}
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].s.VNI < all[j].s.VNI })
-	used := map[uint16]bool{}
-	out := make([]evpn.Segment, 0, len(all))
-	for _, a := range all {
-		idx := uint16(a.s.VNI)
-		for used[idx] {
-			idx++
-		}
-		used[idx] = true
-		out = append(out, evpn.NewSegment(c.RouterID, c.ASN, c.RTPreset, idx, a.tenant, a.s.Name, a.s.VNI, a.s.Import, a.s.Export))
-	}
+	slices.SortFunc(out, func(a, b evpn.Segment) int { return int(a.VNI) - int(b.VNI) })
 	return out
 }
 

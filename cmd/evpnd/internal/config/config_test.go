@@ -2,6 +2,7 @@ package config
 
 import (
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -159,5 +160,77 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load("testdata/does-not-exist.yaml", nil)
 	if err == nil || !strings.Contains(err.Error(), "does-not-exist.yaml") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+func TestLoadRouted(t *testing.T) {
+	cfg, err := Load("testdata/routed.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blue, red := cfg.Tenants[0], cfg.Tenants[1]
+	if blue.L3 == nil || blue.L3.VNI != 5000 || !blue.L3.AdvertiseConnected || blue.L3.AnycastMAC.String() != DefaultAnycastMAC {
+		t.Fatalf("blue l3: %+v", blue.L3)
+	}
+	if got := fmt.Sprint(blue.Segments[0].Gateways); got != "[172.31.1.254/24 2001:db8:1::1/64]" {
+		t.Errorf("gateways %s", got)
+	}
+	if got := fmt.Sprint(blue.Segments[1].Gateways); got != "[172.31.2.254/24]" {
+		t.Errorf("a single gateway string: %s", got)
+	}
+	if r := blue.L3.Routes; len(r) != 1 || r[0].Prefix.String() != "0.0.0.0/0" || r[0].Via.String() != "172.31.1.10" {
+		t.Errorf("routes %+v", r)
+	}
+	if red.L3.AdvertiseConnected || red.L3.AnycastMAC.String() != "02:00:00:00:00:02" {
+		t.Errorf("red l3: %+v", red.L3)
+	}
+	if cfg.RouterMAC.String() != "02:52:0a:00:00:01" {
+		t.Errorf("derived router mac %s", cfg.RouterMAC)
+	}
+
+	l3 := cfg.L3()
+	if len(l3) != 2 || l3[0].RD.String() != "10.0.0.1:5000" || l3[0].Export[0].String() != "65000:5000" {
+		t.Fatalf("l3: %+v", l3)
+	}
+	if got := fmt.Sprint(l3[0].Local); got != "[172.31.1.0/24 2001:db8:1::/64 172.31.2.0/24 0.0.0.0/0]" {
+		t.Errorf("local prefixes %s", got)
+	}
+	for _, s := range cfg.Segments() {
+		if s.L3 == nil || s.L3.Tenant != s.Tenant {
+			t.Errorf("segment %s/%s lacks its tenant's L3", s.Tenant, s.Name)
+		}
+	}
+	fc := cfg.Fabric()
+	fb := fc.Tenants[0]
+	if fb.L3 == nil || fb.L3.VNI != 5000 || fb.L3.RouterMAC.String() != "02:52:0a:00:00:01" || len(fb.L3.Routes) != 1 {
+		t.Errorf("fabric l3 %+v", fb.L3)
+	}
+	if fb.Segments[0].GatewayMAC.String() != DefaultAnycastMAC || fc.Tenants[1].Segments[0].GatewayMAC.String() != "02:00:00:00:00:02" {
+		t.Errorf("gateway MACs %s %s", fb.Segments[0].GatewayMAC, fc.Tenants[1].Segments[0].GatewayMAC)
+	}
+}
+
+func TestLoadRoutedBad(t *testing.T) {
+	_, err := Load("testdata/routed-bad.yaml", nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, must := range []string{
+		`router-mac: "01:00:5e:00:00:01" is a multicast MAC`,
+		`tenants[0].segments[0].vni: 100 is already used by tenants[0].l3vni`,
+		`tenants[0].segments[0].gateway[0]: "172.31.1.0/24" is the subnet's own address; give the gateway's address, e.g. 172.31.1.254/24`,
+		`tenants[0].segments[0].gateway[2]: "nonsense" is not an address with its subnet length`,
+		`tenants[0].routes[0].prefix: "10.1.1.1/24" has host bits set; did you mean 10.1.1.0/24?`,
+		`tenants[0].routes[1].via: "192.168.99.1" is on none of the tenant's gateway subnets`,
+		`tenants[0].routes[2].via: "172.31.1.10" is not of the same family as prefix 2001:db8::/32`,
+		`tenants[1].routes: "(set)" needs tenants[1].l3vni`,
+		`tenants[1].segments[0].gateway[0]: "172.31.1.254/24" needs tenants[1].l3vni`,
+	} {
+		if !strings.Contains(err.Error(), must) {
+			t.Errorf("error lacks %q", must)
+		}
+	}
+	if t.Failed() {
+		t.Log(err)
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -43,6 +44,15 @@ func (f File) Validate() (*Config, []string) {
 		bad("netns-prefix", f.NetnsPrefix, "may hold only letters, digits, '_', '.' and '-'")
 	}
 	c.NetnsPrefix = f.NetnsPrefix
+
+	c.RouterMAC = unicastMAC(f.RouterMAC, "router-mac", bad)
+	if f.RouterMAC == "" && c.RouterID.IsValid() {
+		// One router MAC per host, derived so it is unique wherever the
+		// router ID is: 02:52 ("R", locally administered) + router ID.
+		a := c.RouterID.As4()
+		c.RouterMAC = net.HardwareAddr{0x02, 0x52, a[0], a[1], a[2], a[3]}
+	}
+	anycast := unicastMAC(f.AnycastMAC, "anycast-gateway-mac", bad)
 
 	c.RTPreset = evpn.Preset(f.RTPreset)
 	if !contains(evpn.Presets, c.RTPreset) {
@@ -122,6 +132,36 @@ func (f File) Validate() (*Config, []string) {
 		}
 		seenTenant[t.Name] = i
 		tc := Tenant{Name: t.Name}
+		if t.L3VNI != 0 {
+			l3 := &TenantL3{VNI: evpn.VNI(t.L3VNI), AnycastMAC: anycast, AdvertiseConnected: true}
+			if !l3.VNI.Valid() {
+				bad(path+".l3vni", t.L3VNI, "is out of range 1..%d", evpn.MaxVNI)
+			} else if other, dup := seenVNI[t.L3VNI]; dup {
+				bad(path+".l3vni", t.L3VNI, "is already used by %s (a VNI is one segment on the whole underlay)", other)
+			} else {
+				seenVNI[t.L3VNI] = path + ".l3vni"
+			}
+			if t.AnycastMAC != "" {
+				l3.AnycastMAC = unicastMAC(t.AnycastMAC, path+".anycast-gateway-mac", bad)
+			}
+			if t.AdvertiseConnected != nil {
+				l3.AdvertiseConnected = *t.AdvertiseConnected
+			}
+			l3.Import = rts(t.RouteTargets.Import, path+".route-targets.import", bad)
+			l3.Export = rts(t.RouteTargets.Export, path+".route-targets.export", bad)
+			tc.L3 = l3
+		} else {
+			for _, k := range []struct {
+				set  bool
+				name string
+			}{{len(t.Routes) > 0, "routes"}, {t.AnycastMAC != "", "anycast-gateway-mac"},
+				{t.AdvertiseConnected != nil, "advertise-connected"},
+				{len(t.RouteTargets.Import)+len(t.RouteTargets.Export) > 0, "route-targets"}} {
+				if k.set {
+					bad(path+"."+k.name, "(set)", "needs %s.l3vni: only a routed tenant has it", path)
+				}
+			}
+		}
 		seenSeg := map[string]int{}
 		for k, s := range t.Segments {
 			sp := fmt.Sprintf("%s.segments[%d]", path, k)
@@ -157,9 +197,41 @@ func (f File) Validate() (*Config, []string) {
 				seenPort[port] = pp
 			}
 			sc := Segment{Name: s.Name, VNI: evpn.VNI(s.VNI), Ports: s.Ports, MTU: s.MTU}
+			for j, g := range s.Gateway {
+				gp := fmt.Sprintf("%s.gateway[%d]", sp, j)
+				if tc.L3 == nil {
+					bad(gp, g, "needs %s.l3vni: a gateway makes the tenant routed", path)
+					continue
+				}
+				pfx, err := netip.ParsePrefix(g)
+				switch {
+				case err != nil:
+					bad(gp, g, "is not an address with its subnet length, e.g. 172.31.1.254/24 or 2001:db8:1::1/64")
+					continue
+				case pfx.Addr() == pfx.Masked().Addr() && pfx.Bits() < pfx.Addr().BitLen()-1:
+					bad(gp, g, "is the subnet's own address; give the gateway's address, e.g. %s", lastHost(pfx))
+					continue
+				}
+				for _, prev := range sc.Gateways {
+					if prev.Overlaps(pfx) {
+						bad(gp, g, "overlaps %s on the same segment", prev)
+					}
+				}
+				for _, os := range tc.Segments {
+					for _, prev := range os.Gateways {
+						if prev.Overlaps(pfx) {
+							bad(gp, g, "overlaps %s of segment %q", prev, os.Name)
+						}
+					}
+				}
+				sc.Gateways = append(sc.Gateways, pfx)
+			}
 			sc.Import = rts(s.RouteTargets.Import, sp+".route-targets.import", bad)
 			sc.Export = rts(s.RouteTargets.Export, sp+".route-targets.export", bad)
 			tc.Segments = append(tc.Segments, sc)
+		}
+		if tc.L3 != nil {
+			tc.L3.Routes = routes(t.Routes, path, tc, bad)
 		}
 		c.Tenants = append(c.Tenants, tc)
 	}
@@ -230,6 +302,77 @@ func rts(in []string, path string, bad func(string, any, string, ...any)) []evpn
 		out = append(out, rt)
 	}
 	return out
+}
+
+func routes(in []RouteDef, path string, t Tenant, bad func(string, any, string, ...any)) []Route {
+	var out []Route
+	for i, r := range in {
+		rp := fmt.Sprintf("%s.routes[%d]", path, i)
+		pfx, err := netip.ParsePrefix(r.Prefix)
+		if err != nil {
+			bad(rp+".prefix", r.Prefix, "is not a prefix, e.g. 0.0.0.0/0 or 198.51.100.0/24")
+			continue
+		}
+		if pfx != pfx.Masked() {
+			bad(rp+".prefix", r.Prefix, "has host bits set; did you mean %s?", pfx.Masked())
+			continue
+		}
+		via, err := netip.ParseAddr(r.Via)
+		if err != nil {
+			bad(rp+".via", r.Via, "is not an IP address")
+			continue
+		}
+		if via.Is4() != pfx.Addr().Is4() {
+			bad(rp+".via", r.Via, "is not of the same family as prefix %s", pfx)
+			continue
+		}
+		onLink := false
+		for _, s := range t.Segments {
+			for _, g := range s.Gateways {
+				if g.Masked().Contains(via) {
+					onLink = true
+				}
+			}
+		}
+		if !onLink {
+			bad(rp+".via", r.Via, "is on none of the tenant's gateway subnets; a next hop must be a workload on a local segment")
+			continue
+		}
+		out = append(out, Route{Prefix: pfx, Via: via})
+	}
+	return out
+}
+
+// lastHost is the conventional gateway address of a subnet: its last host.
+func lastHost(p netip.Prefix) netip.Prefix {
+	b := p.Masked().Addr().AsSlice()
+	host := p.Addr().BitLen() - p.Bits()
+	for i := len(b) - 1; i >= 0 && host > 0; i-- {
+		n := min(host, 8)
+		b[i] |= byte(1<<n - 1)
+		host -= n
+	}
+	a, _ := netip.AddrFromSlice(b)
+	if a.Is4() {
+		a = a.Prev() // not the broadcast address
+	}
+	return netip.PrefixFrom(a, p.Bits())
+}
+
+func unicastMAC(s, path string, bad func(string, any, string, ...any)) net.HardwareAddr {
+	if s == "" {
+		return nil
+	}
+	m, err := net.ParseMAC(s)
+	if err != nil || len(m) != 6 {
+		bad(path, s, "is not a MAC address (aa:bb:cc:dd:ee:ff)")
+		return nil
+	}
+	if m[0]&1 == 1 {
+		bad(path, s, "is a multicast MAC; a gateway or router MAC must be unicast")
+		return nil
+	}
+	return m
 }
 
 func validIfName(s string) bool {
