@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"syscall"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -36,6 +37,18 @@ const (
 	neighProto  = 0xe5
 )
 
+// Ownership tags of evpnd's routes and addresses. rtm_protocol 0xe5 marks
+// routes EVPN installed (Sync prunes exactly these), 0xe6 the tenant's
+// configured static routes (Set prunes exactly these); neither is assigned
+// in iproute2's rt_protos. Gateway addresses carry IFA_PROTO 0xe5, so Set
+// removes only addresses it added.
+const (
+	routeProto  = 0xe5
+	staticProto = 0xe6
+	addrProto   = 0xe5
+	ifaProto    = 11 // IFA_PROTO, not in x/sys yet
+)
+
 // opKind is one kind of remote-entry write.
 type opKind uint8
 
@@ -48,6 +61,11 @@ const (
 	opFloodDel
 	opNeighAdd
 	opNeighDel
+	opNeighUse // NTF_USE: the kernel re-probes a stale neighbor
+	opRouteAdd // create or replace, exactly these next hops
+	opRouteDel
+	opAddrAdd
+	opAddrDel
 )
 
 // op is one netlink request of a batch.
@@ -56,11 +74,27 @@ type op struct {
 	ifindex int
 	vni     evpn.VNI
 	mac     net.HardwareAddr
-	addr    netip.Addr // VTEP for FDB/flood, IP for neighbors
+	addr    netip.Addr // VTEP for FDB/flood, IP for neighbors and addresses
+	// l3 marks an entry of a tenant's L3VNI (router MAC, EVPN route)
+	// rather than of a segment.
+	l3 bool
+	// Routes: the destination (or, for addresses, the prefix length),
+	// gateways as written to the kernel, rtm_protocol, and whether the
+	// gateways are on-link on ifindex (EVPN) or resolved by the kernel
+	// (static routes, ifindex 0).
+	prefix netip.Prefix
+	hops   []netip.Addr
+	proto  uint8
+	metric uint32
+	onlink bool
 }
 
 func (o op) isDelete() bool {
-	return o.kind == opFDBDel || o.kind == opFDBDelMaster || o.kind == opFDBDelSelf || o.kind == opFloodDel || o.kind == opNeighDel
+	switch o.kind {
+	case opFDBDel, opFDBDelMaster, opFDBDelSelf, opFloodDel, opNeighDel, opRouteDel, opAddrDel:
+		return true
+	}
+	return false
 }
 
 func (o op) String() string {
@@ -81,6 +115,16 @@ func (o op) String() string {
 		return fmt.Sprintf("add neighbor vni %d ip %s mac %s", o.vni, o.addr, o.mac)
 	case opNeighDel:
 		return fmt.Sprintf("delete neighbor vni %d ip %s", o.vni, o.addr)
+	case opNeighUse:
+		return fmt.Sprintf("probe neighbor vni %d ip %s", o.vni, o.addr)
+	case opRouteAdd:
+		return fmt.Sprintf("add route vni %d %s via %v", o.vni, o.prefix, o.hops)
+	case opRouteDel:
+		return fmt.Sprintf("delete route vni %d %s", o.vni, o.prefix)
+	case opAddrAdd:
+		return fmt.Sprintf("add address vni %d %s", o.vni, o.prefix)
+	case opAddrDel:
+		return fmt.Sprintf("delete address vni %d %s", o.vni, o.prefix)
 	}
 	return fmt.Sprintf("op %d", o.kind)
 }
@@ -89,6 +133,12 @@ var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 
 // encode appends the netlink message for o with sequence number seq.
 func (o op) encode(b []byte, seq uint32) []byte {
+	switch o.kind {
+	case opRouteAdd, opRouteDel:
+		return o.encodeRoute(b, seq)
+	case opAddrAdd, opAddrDel:
+		return o.encodeAddr(b, seq)
+	}
 	var (
 		typ    uint16
 		flags  uint16 = unix.NLM_F_REQUEST | unix.NLM_F_ACK
@@ -119,13 +169,14 @@ func (o op) encode(b []byte, seq uint32) []byte {
 		family, state, nflags = addrFamily(o.addr), unix.NUD_NOARP, unix.NTF_EXT_LEARNED
 	case opNeighDel:
 		typ, family, mac = unix.RTM_DELNEIGH, addrFamily(o.addr), nil
+	case opNeighUse:
+		// Without NLM_F_CREATE: a neighbor that vanished meanwhile is not
+		// made again (ENOENT), and NTF_USE leaves the entry's state to the
+		// kernel's own state machine (neigh_event_send).
+		typ, family, mac, nflags = unix.RTM_NEWNEIGH, addrFamily(o.addr), nil, unix.NTF_USE
 	}
 	start := len(b)
-	b = binary.NativeEndian.AppendUint32(b, 0) // length, patched below
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = binary.NativeEndian.AppendUint16(b, flags)
-	b = binary.NativeEndian.AppendUint32(b, seq)
-	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = appendHeader(b, typ, flags, seq)
 	// struct ndmsg: family, 3 pad, ifindex, state, flags, type.
 	b = append(b, family, 0, 0, 0)
 	b = binary.NativeEndian.AppendUint32(b, uint32(o.ifindex))
@@ -142,6 +193,99 @@ func (o op) encode(b []byte, seq uint32) []byte {
 	}
 	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
 	return b
+}
+
+// encodeRoute writes an RTM_NEWROUTE / RTM_DELROUTE in the main table.
+// Several next hops make one multipath route; NLM_F_REPLACE swaps the
+// whole set at once.
+func (o op) encodeRoute(b []byte, seq uint32) []byte {
+	typ, flags := uint16(unix.RTM_NEWROUTE), uint16(unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_REPLACE)
+	scope := uint8(unix.RT_SCOPE_UNIVERSE)
+	if o.kind == opRouteDel {
+		// Scope "nowhere" matches any scope; the protocol makes the
+		// kernel delete only a route carrying evpnd's tag.
+		typ, flags, scope = unix.RTM_DELROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK, unix.RT_SCOPE_NOWHERE
+	}
+	var nhFlags uint8
+	if o.onlink {
+		nhFlags = unix.RTNH_F_ONLINK
+	}
+	start := len(b)
+	b = appendHeader(b, typ, flags, seq)
+	// struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
+	// type, flags.
+	b = append(b, addrFamily(o.prefix.Addr()), uint8(o.prefix.Bits()), 0, 0, unix.RT_TABLE_MAIN, o.proto, scope, unix.RTN_UNICAST)
+	rtFlags := uint32(0)
+	if o.kind == opRouteAdd && len(o.hops) == 1 {
+		rtFlags = uint32(nhFlags)
+	}
+	b = binary.NativeEndian.AppendUint32(b, rtFlags)
+	b = appendAttr(b, unix.RTA_DST, o.prefix.Addr().AsSlice())
+	b = binary.NativeEndian.AppendUint32(appendAttrHeader(b, unix.RTA_PRIORITY, 4), o.metric)
+	if o.kind == opRouteAdd {
+		switch len(o.hops) {
+		case 1:
+			b = appendAttr(b, unix.RTA_GATEWAY, o.hops[0].AsSlice())
+			if o.ifindex != 0 {
+				b = binary.NativeEndian.AppendUint32(appendAttrHeader(b, unix.RTA_OIF, 4), uint32(o.ifindex))
+			}
+		default:
+			var mp []byte
+			for _, h := range o.hops {
+				gw := appendAttr(nil, unix.RTA_GATEWAY, h.AsSlice())
+				// struct rtnexthop: len, flags, hops, ifindex.
+				mp = binary.NativeEndian.AppendUint16(mp, uint16(8+len(gw)))
+				mp = append(mp, nhFlags, 0)
+				mp = binary.NativeEndian.AppendUint32(mp, uint32(o.ifindex))
+				mp = append(mp, gw...)
+			}
+			b = appendAttr(b, unix.RTA_MULTIPATH, mp)
+		}
+	}
+	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
+	return b
+}
+
+// encodeAddr writes an RTM_NEWADDR / RTM_DELADDR for o.prefix (address
+// and length) on o.ifindex, tagged with addrProto. IPv6 addresses are
+// nodad: the anycast gateway is the same address on every host.
+func (o op) encodeAddr(b []byte, seq uint32) []byte {
+	typ, flags := uint16(unix.RTM_NEWADDR), uint16(unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL)
+	if o.kind == opAddrDel {
+		typ, flags = unix.RTM_DELADDR, unix.NLM_F_REQUEST|unix.NLM_F_ACK
+	}
+	a := o.prefix.Addr()
+	start := len(b)
+	b = appendHeader(b, typ, flags, seq)
+	// struct ifaddrmsg: family, prefixlen, flags, scope, index.
+	b = append(b, addrFamily(a), uint8(o.prefix.Bits()), 0, unix.RT_SCOPE_UNIVERSE)
+	b = binary.NativeEndian.AppendUint32(b, uint32(o.ifindex))
+	b = appendAttr(b, unix.IFA_LOCAL, a.AsSlice())
+	b = appendAttr(b, unix.IFA_ADDRESS, a.AsSlice())
+	if o.kind == opAddrAdd {
+		if a.Is6() {
+			b = binary.NativeEndian.AppendUint32(appendAttrHeader(b, unix.IFA_FLAGS, 4), unix.IFA_F_NODAD)
+		}
+		b = appendAttr(b, ifaProto, []byte{addrProto})
+	}
+	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
+	return b
+}
+
+// appendHeader appends a struct nlmsghdr whose length the caller patches.
+func appendHeader(b []byte, typ, flags uint16, seq uint32) []byte {
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = binary.NativeEndian.AppendUint16(b, flags)
+	b = binary.NativeEndian.AppendUint32(b, seq)
+	return binary.NativeEndian.AppendUint32(b, 0)
+}
+
+// appendAttrHeader appends the header of an attribute whose n-byte value
+// (a multiple of 4) the caller appends.
+func appendAttrHeader(b []byte, typ uint16, n int) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(4+n))
+	return binary.NativeEndian.AppendUint16(b, typ)
 }
 
 func appendAttr(b []byte, typ uint16, val []byte) []byte {
@@ -283,7 +427,7 @@ func (w *batchWriter) write(ctx context.Context, ops []op) (failed []opError, mi
 			answered[i] = true
 			acked++
 			errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data[:4])))
-			if errno == unix.ENOENT && ops[i].isDelete() {
+			if isMissing(errno, ops[i]) {
 				missing = append(missing, i)
 				continue
 			}
@@ -294,6 +438,110 @@ func (w *batchWriter) write(ctx context.Context, ops []op) (failed []opError, mi
 		}
 	}
 	return failed, missing, nil
+}
+
+// isMissing reports whether errno says the object o deletes (or probes)
+// was not there; each object kind has its own errno for it.
+func isMissing(errno syscall.Errno, o op) bool {
+	switch {
+	case o.kind == opNeighUse:
+		return errno == unix.ENOENT
+	case o.kind == opRouteDel:
+		return errno == unix.ESRCH || errno == unix.ENOENT
+	case o.kind == opAddrDel:
+		return errno == unix.EADDRNOTAVAIL
+	}
+	return errno == unix.ENOENT && o.isDelete()
+}
+
+// kernelAddr is one interface address with its IFA_PROTO tag, which the
+// netlink library does not parse.
+type kernelAddr struct {
+	ifindex int
+	prefix  netip.Prefix // address and prefix length
+	proto   uint8
+}
+
+// dumpAddrs lists every address in the writer's namespace.
+func (w *batchWriter) dumpAddrs() ([]kernelAddr, error) {
+	w.seq++
+	seq := w.seq
+	req := appendHeader(nil, unix.RTM_GETADDR, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, seq)
+	req = append(req, unix.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0)
+	binary.NativeEndian.PutUint32(req, uint32(len(req)))
+	if err := unix.Sendto(w.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, fmt.Errorf("send address dump: %w", err)
+	}
+	var (
+		out         []kernelAddr
+		interrupted bool
+	)
+	for {
+		n, _, err := unix.Recvfrom(w.fd, w.recv, 0)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return nil, fmt.Errorf("read address dump: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(w.recv[:n])
+		if err != nil {
+			return nil, fmt.Errorf("parse address dump: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != seq {
+				continue // an answer to an earlier, abandoned request
+			}
+			interrupted = interrupted || m.Header.Flags&unix.NLM_F_DUMP_INTR != 0
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				if interrupted {
+					return nil, netlink.ErrDumpInterrupted
+				}
+				return out, nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data[:4]))); errno != 0 {
+						return nil, fmt.Errorf("address dump: %w", errno)
+					}
+				}
+				continue
+			case unix.RTM_NEWADDR:
+			default:
+				continue
+			}
+			if len(m.Data) < unix.SizeofIfAddrmsg {
+				continue
+			}
+			a := kernelAddr{ifindex: int(binary.NativeEndian.Uint32(m.Data[4:8]))}
+			bits := int(m.Data[1])
+			attrs, err := syscall.ParseNetlinkRouteAttr(&m)
+			if err != nil {
+				return nil, fmt.Errorf("parse address attributes: %w", err)
+			}
+			var local, address netip.Addr
+			for _, at := range attrs {
+				switch at.Attr.Type {
+				case unix.IFA_LOCAL:
+					local, _ = netip.AddrFromSlice(at.Value)
+				case unix.IFA_ADDRESS:
+					address, _ = netip.AddrFromSlice(at.Value)
+				case ifaProto:
+					if len(at.Value) > 0 {
+						a.proto = at.Value[0]
+					}
+				}
+			}
+			if !local.IsValid() {
+				local = address
+			}
+			if !local.IsValid() {
+				continue
+			}
+			a.prefix = netip.PrefixFrom(local, bits)
+			out = append(out, a)
+		}
+	}
 }
 
 func (w *batchWriter) unanswered(ops []op, answered []bool, failed []opError) []opError {

@@ -87,7 +87,31 @@ type Stats struct {
 	RemoteFDB    int
 	RemoteFlood  int
 	RemoteNeigh  int
+	RemoteRoutes int // EVPN routes in routed tenants
+	RouterMACs   int // remote router MACs on L3VNIs
 	LocalLearned int
+}
+
+// RouteProtocol says who put a tenant route in the kernel.
+type RouteProtocol string
+
+// The route protocols Routes reports.
+const (
+	RouteEVPN      RouteProtocol = "evpn"      // from EVPN type-2/type-5 routes
+	RouteStatic    RouteProtocol = "static"    // from the tenant's config
+	RouteConnected RouteProtocol = "connected" // a subnet on one of the tenant's devices
+	RouteOther     RouteProtocol = "other"     // made by someone else
+)
+
+// Route is one row of a tenant's routing table.
+type Route struct {
+	Tenant string
+	Prefix netip.Prefix
+	// NextHops are the gateways (remote VTEPs for EVPN routes); empty for
+	// a connected route.
+	NextHops []netip.Addr
+	Device   string // the device of a single next hop or connected route
+	Protocol RouteProtocol
 }
 
 // Datapath is the kernel side of evpnd as the daemon sees it.
@@ -110,6 +134,8 @@ type Datapath interface {
 	Learned() <-chan Learned
 	// MACs lists the MAC tables of all segments.
 	MACs(ctx context.Context) ([]MAC, error)
+	// Routes lists the main routing table of every tenant namespace.
+	Routes(ctx context.Context) ([]Route, error)
 	Stats() Stats
 	// Close stops watching; kernel objects stay (traffic keeps flowing).
 	Close() error

@@ -1,10 +1,13 @@
 package fabric
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -161,7 +164,16 @@ type learner struct {
 	t     *tenantNS
 	links map[int]linkInfo
 	macs  map[macKey]learnedMAC
-	ips   map[ipKey]net.HardwareAddr
+	ips   map[ipKey]learnedIP
+	// probe is the learner's own netlink socket for keepalive probes, so
+	// they never wait for (or interleave with) a Set or Update.
+	probe *batchWriter
+}
+
+// learnedIP is one neighbor fact held by a learner.
+type learnedIP struct {
+	mac    net.HardwareAddr
+	bridge int // ifindex of the segment bridge holding the neighbor
 }
 
 func (l *Linux) startLearner(t *tenantNS) error {
@@ -170,10 +182,20 @@ func (l *Linux) startLearner(t *tenantNS) error {
 		t:     t,
 		links: make(map[int]linkInfo),
 		macs:  make(map[macKey]learnedMAC),
-		ips:   make(map[ipKey]net.HardwareAddr),
+		ips:   make(map[ipKey]learnedIP),
+	}
+	if l.keepalive > 0 {
+		w, err := newBatchWriter(t.ns)
+		if err != nil {
+			return fmt.Errorf("keepalive socket in namespace %q: %w", t.nsName, err)
+		}
+		lr.probe = w
 	}
 	linkCh, neighCh, stop, err := lr.subscribe()
 	if err != nil {
+		if lr.probe != nil {
+			lr.probe.close()
+		}
 		return err
 	}
 	t.stop = make(chan struct{})
@@ -199,6 +221,13 @@ func (lr *learner) subscribe() (<-chan netlink.LinkUpdate, <-chan netlink.NeighU
 
 func (lr *learner) run(linkCh <-chan netlink.LinkUpdate, neighCh <-chan netlink.NeighUpdate, stop chan struct{}) {
 	defer close(lr.t.exited)
+	var tick <-chan time.Time
+	if lr.probe != nil {
+		defer lr.probe.close()
+		ticker := time.NewTicker(lr.l.keepalive)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
 	// drain ends a subscription pair, letting the library's readers exit.
 	drain := func() {
 		close(stop)
@@ -227,6 +256,9 @@ func (lr *learner) run(linkCh <-chan netlink.LinkUpdate, neighCh <-chan netlink.
 			if ok = open; ok {
 				lr.neigh(u)
 			}
+		case <-tick:
+			lr.keepalive()
+			continue
 		}
 		if ok {
 			continue
@@ -287,9 +319,9 @@ func (lr *learner) resync() bool {
 			lr.forgetMAC(k, m)
 		}
 	}
-	for k, mac := range lr.ips {
+	for k, ip := range lr.ips {
 		if !seenIP[k] {
-			lr.forgetIP(k, mac)
+			lr.forgetIP(k, ip.mac)
 		}
 	}
 	return true
@@ -345,13 +377,18 @@ func (lr *learner) linkName(index int) (linkInfo, bool) {
 	return li, true
 }
 
-// segmentBridge returns the VNI of a segment bridge ifindex.
+// segmentBridge returns the VNI of a segment bridge ifindex. The L3VNI
+// bridge is not one: it holds only evpnd's router MAC entries.
 func (lr *learner) segmentBridge(index int) (evpn.VNI, bool) {
 	li, ok := lr.linkName(index)
 	if !ok || li.kind != "bridge" {
 		return 0, false
 	}
-	return segmentVNI(li.name, "br")
+	vni, ok := segmentVNI(li.name, "br")
+	if !ok || uint32(vni) == lr.t.l3vni.Load() {
+		return 0, false
+	}
+	return vni, true
 }
 
 // macFact classifies a bridge FDB entry: a dynamic entry on a workload
@@ -388,7 +425,9 @@ func (lr *learner) ipFact(n netlink.Neigh) (ipKey, bool, bool) {
 		return ipKey{}, false, false
 	}
 	ip, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
+	// IPv6 link-local neighbors (ND from fe80::) are not workload
+	// addresses anyone routes to.
+	if !ok || (ip.Is6() && !ip.Is4In6() && ip.IsLinkLocalUnicast()) {
 		return ipKey{}, false, false
 	}
 	vni, ok := lr.segmentBridge(n.LinkIndex)
@@ -425,18 +464,47 @@ func (lr *learner) neigh(u netlink.NeighUpdate) {
 		old, known := lr.ips[k]
 		if u.Type == unix.RTM_DELNEIGH || !usable {
 			if known {
-				lr.forgetIP(k, old)
+				lr.forgetIP(k, old.mac)
 			}
 			return
 		}
-		if known && string(old) == string(n.HardwareAddr) {
+		if known && string(old.mac) == string(n.HardwareAddr) {
 			return
 		}
-		lr.ips[k] = slices.Clone(n.HardwareAddr)
+		lr.ips[k] = learnedIP{mac: slices.Clone(n.HardwareAddr), bridge: n.LinkIndex}
 		if !known {
 			lr.l.localLearned.Add(1)
 		}
 		lr.emit(Learned{Tenant: lr.t.name, VNI: k.vni, MAC: slices.Clone(n.HardwareAddr), IP: k.ip})
+	}
+}
+
+// keepalive hands every learned neighbor back to the kernel with NTF_USE.
+// A STALE entry goes DELAY -> PROBE and the kernel sends a unicast ARP
+// request or NS: a live host answers (refreshing the neighbor and, by the
+// reply frame, its bridge FDB entry before it ages out), a gone host fails
+// the probe and the FAILED event reports it Gone. REACHABLE entries are
+// left as they are. Answers are read on the learner's own socket, so a
+// slow kernel delays only the next event, never a Set.
+func (lr *learner) keepalive() {
+	if len(lr.ips) == 0 {
+		return
+	}
+	ops := make([]op, 0, len(lr.ips))
+	for k, ip := range lr.ips {
+		ops = append(ops, op{kind: opNeighUse, ifindex: ip.bridge, vni: k.vni, addr: k.ip})
+	}
+	failed, _, err := lr.probe.write(context.Background(), ops)
+	if err != nil {
+		lr.l.log.Warn("neighbor keepalive", "tenant", lr.t.name, "err", err)
+		return
+	}
+	for i, f := range failed {
+		if i == maxReportedErrors {
+			lr.l.log.Warn("neighbor keepalive: more probes refused", "tenant", lr.t.name, "count", len(failed)-i)
+			break
+		}
+		lr.l.log.Warn("neighbor keepalive", "tenant", lr.t.name, "vni", f.op.vni, "ip", f.op.addr, "err", f.errno)
 	}
 }
 
@@ -457,8 +525,8 @@ func (lr *learner) dropAll() {
 	for k, m := range lr.macs {
 		lr.forgetMAC(k, m)
 	}
-	for k, mac := range lr.ips {
-		lr.forgetIP(k, mac)
+	for k, ip := range lr.ips {
+		lr.forgetIP(k, ip.mac)
 	}
 }
 

@@ -29,6 +29,11 @@ const (
 // zero.
 const DefaultLearnBuffer = 1 << 16
 
+// DefaultNeighborKeepalive is how often learned local neighbors are
+// re-probed when Options leaves it zero: well inside the bridge's default
+// 300 s FDB ageing, so a silent but live workload keeps its MAC.
+const DefaultNeighborKeepalive = 60 * time.Second
+
 // Options configures a Linux datapath.
 type Options struct {
 	Logger *slog.Logger
@@ -46,6 +51,13 @@ type Options struct {
 	// and waits for the channel to take them, so a consumer that stops
 	// reading also stalls that Set; Close always ends the wait.
 	LearnBuffer int
+	// NeighborKeepalive is how often every learned local neighbor (a
+	// workload IP on a segment bridge) is handed back to the kernel with
+	// NTF_USE: a stale entry is re-probed by unicast ARP/NS, so a live but
+	// silent host answers and refreshes its neighbor and bridge FDB entry,
+	// and a host that is gone fails the probe and is reported Gone. Zero
+	// means DefaultNeighborKeepalive, negative turns it off.
+	NeighborKeepalive time.Duration
 }
 
 // Linux is the Datapath on a Linux kernel: one netlink handle and one
@@ -55,9 +67,10 @@ type Linux struct {
 	underlay netns.NsHandle
 	uh       *netlink.Handle
 
-	learned chan Learned
-	done    chan struct{}
-	wg      sync.WaitGroup
+	learned   chan Learned
+	keepalive time.Duration
+	done      chan struct{}
+	wg        sync.WaitGroup
 
 	// mu serialises Set, Update, Sync, MACs and Close; it guards every
 	// field below.
@@ -66,6 +79,7 @@ type Linux struct {
 	cfg     Config
 	tenants map[string]*tenantNS
 	byVNI   map[evpn.VNI]*segState
+	byL3    map[evpn.VNI]*l3State // by L3VNI
 	remote  remoteState
 
 	// pendMu guards pending on its own, so link watchers never wait for a
@@ -92,10 +106,21 @@ type tenantNS struct {
 	// dropFacts makes the learner report Gone for everything it knows
 	// when it stops, because the tenant is being removed.
 	dropFacts bool
+	// l3vni is the tenant's L3VNI (0 when not routed); the learner reads
+	// it to leave the L3VNI bridge out of local learning.
+	l3vni atomic.Uint32
 }
 
 // segState is one configured segment as last set.
 type segState struct {
+	tenant  *tenantNS
+	vni     evpn.VNI
+	vxIndex int
+	brIndex int
+}
+
+// l3State is a routed tenant's L3VNI as last set.
+type l3State struct {
 	tenant  *tenantNS
 	vni     evpn.VNI
 	vxIndex int
@@ -114,6 +139,20 @@ type remoteState struct {
 	fdb   map[macKey]netip.Addr
 	flood map[floodKey]struct{}
 	neigh map[ipKey][6]byte
+	// Routed tenants: router MAC per (L3VNI, VTEP) and the VTEPs of each
+	// EVPN route per (L3VNI, prefix).
+	rmac   map[rmacKey][6]byte
+	routes map[routeKey][]netip.Addr
+}
+
+type rmacKey struct {
+	vni  evpn.VNI
+	vtep netip.Addr
+}
+
+type routeKey struct {
+	vni    evpn.VNI
+	prefix netip.Prefix
 }
 
 type macKey struct {
@@ -133,9 +172,11 @@ type ipKey struct {
 
 func newRemoteState() remoteState {
 	return remoteState{
-		fdb:   make(map[macKey]netip.Addr),
-		flood: make(map[floodKey]struct{}),
-		neigh: make(map[ipKey][6]byte),
+		fdb:    make(map[macKey]netip.Addr),
+		flood:  make(map[floodKey]struct{}),
+		neigh:  make(map[ipKey][6]byte),
+		rmac:   make(map[rmacKey][6]byte),
+		routes: make(map[routeKey][]netip.Addr),
 	}
 }
 
@@ -171,16 +212,22 @@ func New(opts Options) (*Linux, error) {
 	if size <= 0 {
 		size = DefaultLearnBuffer
 	}
+	keepalive := opts.NeighborKeepalive
+	if keepalive == 0 {
+		keepalive = DefaultNeighborKeepalive
+	}
 	l := &Linux{
-		log:      log,
-		underlay: underlay,
-		uh:       uh,
-		learned:  make(chan Learned, size),
-		done:     make(chan struct{}),
-		tenants:  make(map[string]*tenantNS),
-		byVNI:    make(map[evpn.VNI]*segState),
-		remote:   newRemoteState(),
-		pending:  make(map[string]portWant),
+		log:       log,
+		underlay:  underlay,
+		uh:        uh,
+		learned:   make(chan Learned, size),
+		keepalive: keepalive,
+		done:      make(chan struct{}),
+		tenants:   make(map[string]*tenantNS),
+		byVNI:     make(map[evpn.VNI]*segState),
+		byL3:      make(map[evpn.VNI]*l3State),
+		remote:    newRemoteState(),
+		pending:   make(map[string]portWant),
 	}
 	if err := l.watchUnderlay(); err != nil {
 		uh.Close()
@@ -197,6 +244,7 @@ func (l *Linux) Learned() <-chan Learned { return l.learned }
 func (l *Linux) Stats() Stats {
 	l.mu.Lock()
 	fdb, flood, neigh := len(l.remote.fdb), len(l.remote.flood), len(l.remote.neigh)
+	routes, rmacs := len(l.remote.routes), len(l.remote.rmac)
 	l.mu.Unlock()
 	return Stats{
 		Batches:      l.batches.Load(),
@@ -206,6 +254,8 @@ func (l *Linux) Stats() Stats {
 		RemoteFDB:    fdb,
 		RemoteFlood:  flood,
 		RemoteNeigh:  neigh,
+		RemoteRoutes: routes,
+		RouterMACs:   rmacs,
 		LocalLearned: int(l.localLearned.Load()),
 	}
 }

@@ -30,7 +30,17 @@ func mac6(m net.HardwareAddr) ([6]byte, bool) {
 }
 
 // forget drops remote state of VNIs that are no longer configured.
-func (r *remoteState) forget(byVNI map[evpn.VNI]*segState) {
+func (r *remoteState) forget(byVNI map[evpn.VNI]*segState, byL3 map[evpn.VNI]*l3State) {
+	for k := range r.rmac {
+		if byL3[k.vni] == nil {
+			delete(r.rmac, k)
+		}
+	}
+	for k := range r.routes {
+		if byL3[k.vni] == nil {
+			delete(r.routes, k)
+		}
+	}
 	for k := range r.fdb {
 		if byVNI[k.vni] == nil {
 			delete(r.fdb, k)
@@ -51,6 +61,10 @@ func (r *remoteState) forget(byVNI map[evpn.VNI]*segState) {
 // apply records a write the kernel accepted.
 func (r *remoteState) apply(o op) {
 	k, _ := mac6(o.mac)
+	if o.l3 {
+		r.applyL3(o, k)
+		return
+	}
 	switch o.kind {
 	case opFDBAdd:
 		r.fdb[macKey{o.vni, k}] = o.addr
@@ -69,17 +83,36 @@ func (r *remoteState) apply(o op) {
 	}
 }
 
+// applyL3 records an L3 write: the router MAC by its FDB entry (its
+// neighbors follow it), routes by their VTEPs.
+func (r *remoteState) applyL3(o op, mac [6]byte) {
+	switch o.kind {
+	case opFDBAdd:
+		r.rmac[rmacKey{o.vni, o.addr}] = mac
+	case opFDBDel, opFDBDelSelf:
+		if cur, ok := r.rmac[rmacKey{o.vni, o.addr}]; ok && cur == mac {
+			delete(r.rmac, rmacKey{o.vni, o.addr})
+		}
+	case opRouteAdd:
+		r.routes[routeKey{o.vni, o.prefix}] = unmapSorted(o.hops)
+	case opRouteDel:
+		delete(r.routes, routeKey{o.vni, o.prefix})
+	}
+}
+
 // plan collects the ops of one change, per tenant namespace.
 type plan struct {
 	ops  map[*tenantNS][]op
 	errs []error
 }
 
-func (p *plan) add(s *segState, o op) {
+func (p *plan) add(s *segState, o op) { p.addTo(s.tenant, o) }
+
+func (p *plan) addTo(t *tenantNS, o op) {
 	if p.ops == nil {
 		p.ops = make(map[*tenantNS][]op)
 	}
-	p.ops[s.tenant] = append(p.ops[s.tenant], o)
+	p.ops[t] = append(p.ops[t], o)
 }
 
 // Update applies d to the remote entries: deletes first, then adds, one
@@ -132,6 +165,7 @@ func (l *Linux) Update(ctx context.Context, d evpn.Diff) error {
 		}
 		p.add(s, op{kind: opNeighDel, ifindex: s.brIndex, vni: n.VNI, addr: ip})
 	}
+	l.planL3Del(&p, d)
 	for _, f := range d.Add.FDB {
 		s := l.byVNI[f.VNI]
 		if s == nil {
@@ -165,6 +199,7 @@ func (l *Linux) Update(ctx context.Context, d evpn.Diff) error {
 		}
 		p.add(s, op{kind: opNeighAdd, ifindex: s.brIndex, vni: n.VNI, mac: n.MAC, addr: n.IP.Unmap()})
 	}
+	l.planL3Add(&p, d)
 	return l.run(ctx, &p)
 }
 
@@ -240,6 +275,7 @@ type kernelView struct {
 	local  map[int][]netlink.Neigh    // other bridge entries, by bridge index
 	brVNI  map[int]evpn.VNI           // bridge ifindex -> VNI
 	vxVNI  map[int]evpn.VNI           // vxlan ifindex -> VNI
+	fdb    []netlink.Neigh            // the whole bridge FDB dump
 }
 
 // view dumps the remote entries of t's configured segments.
@@ -263,6 +299,7 @@ func (l *Linux) view(t *tenantNS) (*kernelView, error) {
 	if err != nil {
 		return nil, err
 	}
+	v.fdb = fdb
 	for _, n := range fdb {
 		k, ok := mac6(n.HardwareAddr)
 		if !ok {
@@ -334,11 +371,25 @@ func (l *Linux) Sync(ctx context.Context, full evpn.Intents) error {
 			want.neigh[ipKey{n.VNI, n.IP.Unmap()}] = k
 		}
 	}
+	l.wantL3(&p, full, want)
+	// L3 entries already right in the kernel; syncL3 fills it.
+	heldL3 := newRemoteState()
 	for _, t := range l.tenants {
 		v, err := l.view(t)
 		if err != nil {
 			p.errs = append(p.errs, fmt.Errorf("tenant %q: %w", t.name, err))
 			continue
+		}
+		for _, st := range l.byL3 {
+			if st.tenant != t {
+				continue
+			}
+			lv, err := l.viewL3(st, v.fdb)
+			if err != nil {
+				p.errs = append(p.errs, fmt.Errorf("tenant %q: l3vni %d: %w", t.name, st.vni, err))
+				continue
+			}
+			l.syncL3(&p, st, lv, want, heldL3)
 		}
 		seg := func(vni evpn.VNI) *segState { return l.byVNI[vni] }
 		// Stale entries first, so a moved MAC is never briefly doubled.
@@ -402,6 +453,7 @@ func (l *Linux) Sync(ctx context.Context, full evpn.Intents) error {
 	for k, v := range want.neigh {
 		held.neigh[k] = v
 	}
+	held.rmac, held.routes = heldL3.rmac, heldL3.routes
 	for _, ops := range p.ops {
 		for _, o := range ops {
 			k, _ := mac6(o.mac)

@@ -1,6 +1,7 @@
 package fabric
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,8 +69,15 @@ func (l *Linux) Set(ctx context.Context, cfg Config) error {
 		underMTU = mtu
 	}
 
+	// The MTU of segments that leave it zero and of L3VNI devices.
+	defaultMTU := underMTU - vxlanOverhead4
+	if cfg.VTEP.Is6() && !cfg.VTEP.Is4In6() {
+		defaultMTU = underMTU - vxlanOverhead6
+	}
+
 	var errs []error
 	byVNI := make(map[evpn.VNI]*segState)
+	byL3 := make(map[evpn.VNI]*l3State)
 	keep := make(map[string]bool)
 	for _, tc := range cfg.Tenants {
 		if err := ctx.Err(); err != nil {
@@ -83,23 +91,28 @@ func (l *Linux) Set(ctx context.Context, cfg Config) error {
 			errs = append(errs, fmt.Errorf("tenant %q: %w", tc.Name, err))
 			continue
 		}
-		kept := make(map[evpn.VNI]*segState)
+		kept := make(map[evpn.VNI]bool)
 		for _, sc := range tc.Segments {
 			mtu := sc.MTU
 			if mtu == 0 {
-				mtu = underMTU - vxlanOverhead4
-				if cfg.VTEP.Is6() && !cfg.VTEP.Is4In6() {
-					mtu = underMTU - vxlanOverhead6
-				}
+				mtu = defaultMTU
 			}
-			s, err := l.ensureSegment(t, sc, cfg.VTEP, mtu)
+			s, err := l.ensureSegment(ctx, t, sc, cfg.VTEP, mtu)
 			if s != nil {
 				byVNI[sc.VNI] = s
-				kept[sc.VNI] = s
+				kept[sc.VNI] = true
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("tenant %q: segment %q: vni %d: %w", tc.Name, sc.Name, sc.VNI, err))
 			}
+		}
+		st, err := l.ensureL3(ctx, t, tc, cfg.VTEP, defaultMTU)
+		if st != nil {
+			byL3[st.vni] = st
+			kept[st.vni] = true
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant %q: %w", tc.Name, err))
 		}
 		if err := l.pruneTenant(t, tc, kept); err != nil {
 			errs = append(errs, fmt.Errorf("tenant %q: %w", tc.Name, err))
@@ -130,13 +143,17 @@ func (l *Linux) Set(ctx context.Context, cfg Config) error {
 
 	l.cfg = cfg
 	l.byVNI = byVNI
-	l.remote.forget(byVNI)
+	l.byL3 = byL3
+	l.remote.forget(byVNI, byL3)
 	l.attachPendingLocked()
 	return errors.Join(errs...)
 }
 
 func needsUnderlayMTU(cfg Config) bool {
 	for _, tc := range cfg.Tenants {
+		if tc.L3 != nil {
+			return true
+		}
 		for _, sc := range tc.Segments {
 			if sc.MTU == 0 {
 				return true
@@ -184,6 +201,7 @@ func validate(cfg Config) error {
 			if sc.MTU != 0 && (sc.MTU < 68 || sc.MTU > 65535) {
 				errs = append(errs, fmt.Errorf("%s.mtu: %d is out of range 68..65535", field, sc.MTU))
 			}
+			errs = append(errs, validateGateways(field, sc, tc.L3 != nil)...)
 			for k, p := range sc.Ports {
 				pf := fmt.Sprintf("%s.ports[%d]", field, k)
 				if p == "" || len(p) > unix.IFNAMSIZ-1 || strings.ContainsAny(p, "/ ") {
@@ -195,8 +213,52 @@ func validate(cfg Config) error {
 				ports[p] = pf
 			}
 		}
+		if tc.L3 != nil {
+			field := fmt.Sprintf("tenants[%d].l3", i)
+			if !tc.L3.VNI.Valid() {
+				errs = append(errs, fmt.Errorf("%s.vni: %d is out of range 1..%d", field, tc.L3.VNI, evpn.MaxVNI))
+			} else if other, dup := vnis[tc.L3.VNI]; dup {
+				errs = append(errs, fmt.Errorf("%s.vni: %d is also used by %s", field, tc.L3.VNI, other))
+			}
+			vnis[tc.L3.VNI] = field
+			if len(tc.L3.RouterMAC) != 6 || tc.L3.RouterMAC[0]&1 != 0 || bytes.Equal(tc.L3.RouterMAC, zeroMAC) {
+				errs = append(errs, fmt.Errorf("%s.router_mac: %q is not a unicast Ethernet address", field, tc.L3.RouterMAC))
+			}
+			for k, r := range tc.L3.Routes {
+				rf := fmt.Sprintf("%s.routes[%d]", field, k)
+				switch {
+				case !r.Prefix.IsValid():
+					errs = append(errs, fmt.Errorf("%s.prefix: not a valid prefix", rf))
+				case !r.Via.IsValid() || r.Via.IsUnspecified() || r.Via.IsMulticast():
+					errs = append(errs, fmt.Errorf("%s.via: %v is not a usable next hop", rf, r.Via))
+				case r.Prefix.Addr().Is4() != r.Via.Unmap().Is4():
+					errs = append(errs, fmt.Errorf("%s.via: %v is not of the family of %v", rf, r.Via, r.Prefix))
+				}
+			}
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateGateways checks a segment's anycast gateways.
+func validateGateways(field string, sc Segment, routed bool) []error {
+	if len(sc.Gateways) == 0 {
+		return nil
+	}
+	var errs []error
+	if !routed {
+		errs = append(errs, fmt.Errorf("%s.gateways: a gateway needs a routed tenant (l3)", field))
+	}
+	if len(sc.GatewayMAC) != 6 || sc.GatewayMAC[0]&1 != 0 || bytes.Equal(sc.GatewayMAC, zeroMAC) {
+		errs = append(errs, fmt.Errorf("%s.gateway_mac: %q is not a unicast Ethernet address", field, sc.GatewayMAC))
+	}
+	for k, g := range sc.Gateways {
+		a := g.Addr()
+		if !g.IsValid() || a.Is4In6() || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.IsLinkLocalUnicast() {
+			errs = append(errs, fmt.Errorf("%s.gateways[%d]: %v is not a usable gateway address", field, k, g))
+		}
+	}
+	return errs
 }
 
 // vtepMTU is the MTU of the underlay device holding vtep.
@@ -261,39 +323,19 @@ func (l *Linux) ensureTenant(tenant, nsName string) (*tenantNS, error) {
 	return t, nil
 }
 
-// ensureSegment makes the VXLAN device, bridge and ports of one segment.
-// It returns the segment when its devices exist, even if a port failed.
-func (l *Linux) ensureSegment(t *tenantNS, sc Segment, vtep netip.Addr, mtu int) (*segState, error) {
-	vx, err := l.ensureVXLAN(t, sc.VNI, vtep, mtu)
+// ensureSegment makes the VXLAN device, bridge, anycast gateway and ports
+// of one segment. It returns the segment when its devices exist, even if a
+// port or gateway address failed.
+func (l *Linux) ensureSegment(ctx context.Context, t *tenantNS, sc Segment, vtep netip.Addr, mtu int) (*segState, error) {
+	vx, br, err := l.ensureDevices(t, sc.VNI, vtep, mtu, func(br netlink.Link) error { return prepareGatewayBridge(t, br, sc) })
 	if err != nil {
 		return nil, err
-	}
-	br, err := ensureBridge(t, sc.VNI, mtu)
-	if err != nil {
-		return nil, err
-	}
-	if vx.Attrs().MasterIndex != br.Attrs().Index {
-		if err := t.h.LinkSetMaster(vx, br); err != nil {
-			return nil, fmt.Errorf("enslave %s to %s: %w", vx.Attrs().Name, br.Attrs().Name, err)
-		}
-	}
-	// Remote MACs come from EVPN, never from data-plane learning, and the
-	// bridge answers ARP/ND for remote hosts from its neighbor table.
-	if err := t.h.LinkSetLearning(vx, false); err != nil {
-		return nil, fmt.Errorf("bridge port %s learning off: %w", vx.Attrs().Name, err)
-	}
-	if err := t.h.LinkSetBrNeighSuppress(vx, true); err != nil {
-		return nil, fmt.Errorf("bridge port %s neigh_suppress on: %w", vx.Attrs().Name, err)
-	}
-	for _, link := range []netlink.Link{br, vx} {
-		if link.Attrs().Flags&net.FlagUp == 0 {
-			if err := t.h.LinkSetUp(link); err != nil {
-				return nil, fmt.Errorf("set %s up: %w", link.Attrs().Name, err)
-			}
-		}
 	}
 	s := &segState{tenant: t, vni: sc.VNI, vxIndex: vx.Attrs().Index, brIndex: br.Attrs().Index}
 	var errs []error
+	if err := l.ensureGateways(ctx, t, s, sc.Gateways); err != nil {
+		errs = append(errs, err)
+	}
 	for _, p := range sc.Ports {
 		err := l.attachPort(s, p)
 		if errors.Is(err, errPortMissing) {
@@ -308,6 +350,45 @@ func (l *Linux) ensureSegment(t *tenantNS, sc Segment, vtep netip.Addr, mtu int)
 		}
 	}
 	return s, errors.Join(errs...)
+}
+
+// ensureDevices makes the VXLAN device and bridge of vni: the VXLAN device
+// enslaved with learning off and neigh_suppress on, both up. prepare runs
+// on the bridge before it is first set up, because its MAC and IPv6
+// settings decide what the kernel generates when it comes up.
+func (l *Linux) ensureDevices(t *tenantNS, vni evpn.VNI, vtep netip.Addr, mtu int, prepare func(br netlink.Link) error) (vx, br netlink.Link, err error) {
+	vx, err = l.ensureVXLAN(t, vni, vtep, mtu)
+	if err != nil {
+		return nil, nil, err
+	}
+	br, err = ensureBridge(t, vni, mtu)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := prepare(br); err != nil {
+		return nil, nil, err
+	}
+	if vx.Attrs().MasterIndex != br.Attrs().Index {
+		if err := t.h.LinkSetMaster(vx, br); err != nil {
+			return nil, nil, fmt.Errorf("enslave %s to %s: %w", vx.Attrs().Name, br.Attrs().Name, err)
+		}
+	}
+	// Remote MACs come from EVPN, never from data-plane learning, and the
+	// bridge answers ARP/ND for remote hosts from its neighbor table.
+	if err := t.h.LinkSetLearning(vx, false); err != nil {
+		return nil, nil, fmt.Errorf("bridge port %s learning off: %w", vx.Attrs().Name, err)
+	}
+	if err := t.h.LinkSetBrNeighSuppress(vx, true); err != nil {
+		return nil, nil, fmt.Errorf("bridge port %s neigh_suppress on: %w", vx.Attrs().Name, err)
+	}
+	for _, link := range []netlink.Link{br, vx} {
+		if link.Attrs().Flags&net.FlagUp == 0 {
+			if err := t.h.LinkSetUp(link); err != nil {
+				return nil, nil, fmt.Errorf("set %s up: %w", link.Attrs().Name, err)
+			}
+		}
+	}
+	return vx, br, nil
 }
 
 func (l *Linux) ensureVXLAN(t *tenantNS, vni evpn.VNI, vtep netip.Addr, mtu int) (netlink.Link, error) {
@@ -429,9 +510,10 @@ func (l *Linux) attachPort(s *segState, name string) error {
 	return nil
 }
 
-// pruneTenant removes the segments of t that tc no longer names and hands
-// back to the underlay the ports that no segment claims any more.
-func (l *Linux) pruneTenant(t *tenantNS, tc Tenant, kept map[evpn.VNI]*segState) error {
+// pruneTenant removes the segment and L3VNI devices of t whose VNI is not
+// kept and hands back to the underlay the ports that no segment claims any
+// more.
+func (l *Linux) pruneTenant(t *tenantNS, tc Tenant, kept map[evpn.VNI]bool) error {
 	links, err := dump("links", t.h.LinkList)
 	if err != nil {
 		return err
@@ -448,11 +530,11 @@ func (l *Linux) pruneTenant(t *tenantNS, tc Tenant, kept map[evpn.VNI]*segState)
 		name := link.Attrs().Name
 		if vni, ok := segmentVNI(name, "br"); ok && link.Type() == "bridge" {
 			bridges[link.Attrs().Index] = true
-			if kept[vni] == nil {
+			if !kept[vni] {
 				drop = append(drop, link)
 			}
 		}
-		if vni, ok := segmentVNI(name, "vx"); ok && link.Type() == "vxlan" && kept[vni] == nil {
+		if vni, ok := segmentVNI(name, "vx"); ok && link.Type() == "vxlan" && !kept[vni] {
 			drop = append(drop, link)
 		}
 	}
