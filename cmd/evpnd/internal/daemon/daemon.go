@@ -88,18 +88,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.segs[s.VNI] = s
 	}
 	d.apply(ctx, d.rib.SetSegments(segs))
+	d.apply(ctx, d.rib.SetL3(d.cfg.L3()))
 
 	if err := d.speaker.Start(ctx, d.cfg.BGP); err != nil {
 		return err
 	}
 	defer d.speaker.Stop()
 
-	var imet []evpn.Route
-	for _, s := range segs {
-		imet = append(imet, s.IMETRoute(d.cfg.VTEP))
-	}
-	if err := d.speaker.Advertise(ctx, imet); err != nil {
-		d.log.Error("advertise multicast routes", "err", err)
+	if err := d.speaker.Advertise(ctx, d.originated(segs)); err != nil {
+		d.log.Error("advertise segment and prefix routes", "err", err)
 	}
 
 	api, err := d.serveAPI()
@@ -111,6 +108,44 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("evpnd running", "router_id", d.cfg.RouterID, "asn", d.cfg.ASN, "vtep", d.cfg.VTEP,
 		"tenants", len(d.cfg.Tenants), "segments", len(segs), "api", d.cfg.APIListen)
 	return d.loop(ctx)
+}
+
+// originated is what this host advertises regardless of what it learns: a
+// type-3 per segment, and per routed tenant a type-5 for each gateway
+// subnet (unless advertise-connected is off) and each static route.
+func (d *Daemon) originated(segs []evpn.Segment) []evpn.Route {
+	var out []evpn.Route
+	for _, s := range segs {
+		out = append(out, s.IMETRoute(d.cfg.VTEP))
+	}
+	l3 := map[string]evpn.L3{}
+	for _, l := range d.cfg.L3() {
+		l3[l.Tenant] = l
+	}
+	for _, t := range d.cfg.Tenants {
+		if t.L3 == nil {
+			continue
+		}
+		seen := map[netip.Prefix]bool{}
+		var prefixes []netip.Prefix
+		if t.L3.AdvertiseConnected {
+			for _, s := range t.Segments {
+				for _, g := range s.Gateways {
+					prefixes = append(prefixes, g.Masked())
+				}
+			}
+		}
+		for _, r := range t.L3.Routes {
+			prefixes = append(prefixes, r.Prefix)
+		}
+		for _, p := range prefixes {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, l3[t.Name].PrefixRoute(d.cfg.VTEP, p))
+			}
+		}
+	}
+	return out
 }
 
 func (d *Daemon) serveAPI() (*apiserver.Server, error) {
