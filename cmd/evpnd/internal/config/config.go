@@ -145,9 +145,9 @@ type Route struct {
 
 // Segment is a validated segment.
 type Segment struct {
-	Name   string
-	VNI    evpn.VNI
-	Ports  []string
+	Name     string
+	VNI      evpn.VNI
+	Ports    []string
 	MTU      int
 	Gateways []netip.Prefix
 	Import   []evpn.RT
