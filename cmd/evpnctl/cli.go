@@ -71,7 +71,8 @@ func newRoot(g *globals, getenv func(string) string, stdout, stderr io.Writer) *
 		Use:   "evpnctl",
 		Short: "Inspect a running evpnd",
 		Long: `evpnctl inspects a running evpnd through its API socket: BGP peers, EVPN
-routes and the MAC tables of the tenant segments.
+routes, the MAC tables of the tenant segments and the tenants' routing
+tables.
 
 The API socket is root only; run evpnctl as root.`,
 		SilenceErrors: true,

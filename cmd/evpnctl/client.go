@@ -63,6 +63,7 @@ func (c *client) Close() error { return c.conn.Close() }
 var flagOf = map[string]string{
 	"type": "--type", "vni": "--vni", "rd": "--rd", "mac": "--mac",
 	"prefix": "--prefix", "tenant": "--tenant", "origin": "--origin",
+	"protocol": "--protocol",
 }
 
 // explain turns an RPC error into one that tells the user what went wrong

@@ -130,6 +130,11 @@ func TestGolden(t *testing.T) {
 		{"macs.json", []string{"show", "evpn", "macs", "-o", "json"}},
 		{"macs-blue-vni100.table", []string{"show", "evpn", "macs", "--tenant", "blue", "--vni", "100"}},
 		{"macs-remote.table", []string{"show", "evpn", "macs", "--origin", "remote"}},
+		{"tenant-routes.table", []string{"show", "routes"}},
+		{"tenant-routes.json", []string{"show", "routes", "-o", "json"}},
+		{"tenant-routes-blue-evpn.table", []string{"show", "routes", "--tenant", "blue", "--protocol", "evpn"}},
+		{"tenant-routes-prefix.json", []string{"show", "routes", "--prefix", "10.1.0.0/16", "--output", "json"}},
+		{"tenant-routes-none.table", []string{"show", "routes", "--tenant", "green"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			args := append([]string{"--socket", fixtureSocket}, tc.args...)
@@ -211,7 +216,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"shwo"}, `evpnctl: unknown command "shwo" for "evpnctl"`, "evpnctl"},
 		{[]string{"show", "bgp"}, `evpnctl: unknown command "bgp" for "evpnctl show"`, "evpnctl show"},
-		{[]string{"show"}, "evpnctl: evpnctl show needs a subcommand: evpn, peers", "evpnctl show"},
+		{[]string{"show"}, "evpnctl: evpnctl show needs a subcommand: evpn, peers, routes", "evpnctl show"},
 		{[]string{}, "evpnctl: evpnctl needs a subcommand: completion, show, version", "evpnctl"},
 		{[]string{"show", "peers", "extra"}, `evpnctl: evpnctl show peers takes no arguments, got ["extra"]`, "evpnctl show peers"},
 		{[]string{"show", "peers", "--bogus"}, "evpnctl: unknown flag: --bogus", "evpnctl show peers"},
@@ -224,6 +229,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"show", "evpn", "macs", "--vni", "0"}, "evpnctl: invalid --vni: 0 is out of range 1..16777215", "evpnctl show evpn macs"},
 		{[]string{"show", "evpn", "routes", "--mac", "zz", "--rd", "1:2:3"}, `evpnctl: invalid --rd: "1:2:3" is not a route distinguisher (want <asn|ipv4>:<number>); invalid --mac: "zz" is not a MAC address`, "evpnctl show evpn routes"},
 		{[]string{"show", "evpn", "routes", "--prefix", "10.0.0.1"}, `evpnctl: invalid --prefix: "10.0.0.1" is not an IP prefix (want address/length)`, "evpnctl show evpn routes"},
+		{[]string{"show", "routes", "--protocol", "bgp"}, `evpnctl: invalid --protocol "bgp": want connected, static, evpn or other`, "evpnctl show routes"},
+		{[]string{"show", "routes", "--prefix", "10.1.0.0/33"}, `evpnctl: invalid --prefix: "10.1.0.0/33" is not an IP prefix (want address/length)`, "evpnctl show routes"},
+		{[]string{"show", "routes", "--prefix", "blue", "--protocol", "evpn"}, `evpnctl: invalid --prefix: "blue" is not an IP prefix (want address/length)`, "evpnctl show routes"},
+		{[]string{"show", "routes", "blue"}, `evpnctl: evpnctl show routes takes no arguments, got ["blue"]`, "evpnctl show routes"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			args := append([]string{"--socket", fixtureSocket}, tc.args...)
@@ -245,6 +254,16 @@ func TestHelp(t *testing.T) {
 		"--socket string", "-o, --output string", "--timeout duration", `(default "/run/evpnd/evpnd.sock")`} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("help does not mention %q:\n%s", want, stdout)
+		}
+	}
+	stdout, stderr, code = evpnctl(nil, "show", "routes", "--help")
+	if code != exitOK || stderr != "" {
+		t.Fatalf("show routes --help: exit %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{"routing table of every tenant", "--tenant string", "--prefix string",
+		"--protocol string", "connected, static, evpn or other", "evpnctl show routes --protocol evpn", "-o, --output string"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("show routes help does not mention %q:\n%s", want, stdout)
 		}
 	}
 	stdout, _, _ = evpnctl(map[string]string{socketEnv: "/tmp/x.sock"}, "show", "peers", "--help")

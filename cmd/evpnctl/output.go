@@ -143,6 +143,15 @@ func macsTable(w io.Writer, macs []*evpndv1.Mac) error {
 	return t.flush()
 }
 
+func tenantRoutesTable(w io.Writer, routes []*evpndv1.TenantRoute) error {
+	t := newTable(w, "TENANT", "PREFIX", "NEXT HOPS", "DEVICE", "PROTOCOL")
+	for _, r := range routes {
+		t.row(r.GetTenant(), r.GetPrefix(), strings.Join(r.GetNextHops(), ","), r.GetDevice(),
+			enumName(r.GetProtocol().String(), "ROUTE_PROTOCOL_"))
+	}
+	return t.flush()
+}
+
 // enumName is an enum value's name without its prefix, in lower case with
 // dashes: PEER_STATE_ESTABLISHED -> established.
 func enumName(name, prefix string) string {

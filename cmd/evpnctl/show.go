@@ -23,7 +23,7 @@ func newShowCmd(g *globals) *cobra.Command {
 		RunE:  groupRunE,
 	}
 	evpnCmd.AddCommand(newRoutesCmd(g), newMacsCmd(g))
-	show.AddCommand(newPeersCmd(g), evpnCmd)
+	show.AddCommand(newPeersCmd(g), evpnCmd, newTenantRoutesCmd(g))
 	return show
 }
 
@@ -219,4 +219,74 @@ func showMacs(ctx context.Context, g *globals, vniSet bool, f macsFlags, w io.Wr
 		return writeJSON(w, "macs", macs)
 	}
 	return macsTable(w, macs)
+}
+
+// routeProtocols maps --protocol values to the API's route protocols.
+var routeProtocols = map[string]evpndv1.RouteProtocol{
+	"connected": evpndv1.RouteProtocol_ROUTE_PROTOCOL_CONNECTED,
+	"static":    evpndv1.RouteProtocol_ROUTE_PROTOCOL_STATIC,
+	"evpn":      evpndv1.RouteProtocol_ROUTE_PROTOCOL_EVPN,
+	"other":     evpndv1.RouteProtocol_ROUTE_PROTOCOL_OTHER,
+}
+
+type tenantRoutesFlags struct {
+	tenant, prefix, protocol string
+}
+
+func newTenantRoutesCmd(g *globals) *cobra.Command {
+	var f tenantRoutesFlags
+	cmd := &cobra.Command{
+		Use:   "routes",
+		Short: "Show the routing tables of the tenants",
+		Long: `Show the routing table of every tenant namespace: connected subnets (the
+anycast gateways of its segments), static routes from evpnd's config, and
+routes installed from EVPN type-2 and type-5 routes, whose next hops are
+remote VTEPs reached over the tenant's L3VNI (several for an ECMP route,
+which then shows no single DEVICE). PROTOCOL other marks any other route in
+the table, such as one added by hand. Filters combine: a route is shown when
+it matches all of them.`,
+		Example: `  evpnctl show routes --tenant blue
+  evpnctl show routes --protocol evpn
+  evpnctl show routes --prefix 10.1.0.0/16 -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return showTenantRoutes(cmd.Context(), g, f, cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.tenant, "tenant", "", "only this tenant's routes")
+	fl.StringVar(&f.prefix, "prefix", "", "only routes within this prefix, e.g. 10.1.0.0/16 (shows 10.1.2.0/24, not 0.0.0.0/0)")
+	fl.StringVar(&f.protocol, "protocol", "", "only routes of this protocol: connected, static, evpn or other")
+	return cmd
+}
+
+func showTenantRoutes(ctx context.Context, g *globals, f tenantRoutesFlags, w io.Writer) error {
+	req := &evpndv1.ListTenantRoutesRequest{Tenant: f.tenant, Prefix: f.prefix}
+	if f.protocol != "" {
+		p, ok := routeProtocols[f.protocol]
+		if !ok {
+			return usagef("invalid --protocol %q: want connected, static, evpn or other", f.protocol)
+		}
+		req.Protocol = p
+	}
+	var routes []*evpndv1.TenantRoute
+	err := call(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient) error {
+		for {
+			resp, err := api.ListTenantRoutes(ctx, req)
+			if err != nil {
+				return err
+			}
+			routes = append(routes, resp.GetRoutes()...)
+			if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if g.output == "json" {
+		return writeJSON(w, "routes", routes)
+	}
+	return tenantRoutesTable(w, routes)
 }

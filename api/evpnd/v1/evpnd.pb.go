@@ -338,6 +338,67 @@ func (MacOrigin) EnumDescriptor() ([]byte, []int) {
 	return file_evpnd_v1_evpnd_proto_rawDescGZIP(), []int{4}
 }
 
+// RouteProtocol says who put a route in a tenant's routing table.
+type RouteProtocol int32
+
+const (
+	RouteProtocol_ROUTE_PROTOCOL_UNSPECIFIED RouteProtocol = 0
+	// A subnet on one of the tenant's devices (an anycast gateway).
+	RouteProtocol_ROUTE_PROTOCOL_CONNECTED RouteProtocol = 1
+	// One of the tenant's static routes from evpnd's config.
+	RouteProtocol_ROUTE_PROTOCOL_STATIC RouteProtocol = 2
+	// Installed from EVPN type-2 (MAC+IP) or type-5 routes, via remote VTEPs
+	// over the tenant's L3VNI.
+	RouteProtocol_ROUTE_PROTOCOL_EVPN RouteProtocol = 3
+	// Made by something other than evpnd or the kernel.
+	RouteProtocol_ROUTE_PROTOCOL_OTHER RouteProtocol = 4
+)
+
+// Enum value maps for RouteProtocol.
+var (
+	RouteProtocol_name = map[int32]string{
+		0: "ROUTE_PROTOCOL_UNSPECIFIED",
+		1: "ROUTE_PROTOCOL_CONNECTED",
+		2: "ROUTE_PROTOCOL_STATIC",
+		3: "ROUTE_PROTOCOL_EVPN",
+		4: "ROUTE_PROTOCOL_OTHER",
+	}
+	RouteProtocol_value = map[string]int32{
+		"ROUTE_PROTOCOL_UNSPECIFIED": 0,
+		"ROUTE_PROTOCOL_CONNECTED":   1,
+		"ROUTE_PROTOCOL_STATIC":      2,
+		"ROUTE_PROTOCOL_EVPN":        3,
+		"ROUTE_PROTOCOL_OTHER":       4,
+	}
+)
+
+func (x RouteProtocol) Enum() *RouteProtocol {
+	p := new(RouteProtocol)
+	*p = x
+	return p
+}
+
+func (x RouteProtocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RouteProtocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_evpnd_v1_evpnd_proto_enumTypes[5].Descriptor()
+}
+
+func (RouteProtocol) Type() protoreflect.EnumType {
+	return &file_evpnd_v1_evpnd_proto_enumTypes[5]
+}
+
+func (x RouteProtocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RouteProtocol.Descriptor instead.
+func (RouteProtocol) EnumDescriptor() ([]byte, []int) {
+	return file_evpnd_v1_evpnd_proto_rawDescGZIP(), []int{5}
+}
+
 type ListPeersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Maximum number of peers to return; 0 lets the server choose.
@@ -1262,6 +1323,226 @@ func (x *Mac) GetRemote() bool {
 	return false
 }
 
+type ListTenantRoutesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this tenant's routes.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Only routes within this prefix: routes whose prefix it contains, e.g.
+	// "10.1.0.0/16" lists 10.1.2.0/24 and 10.1.2.3/32 but not 0.0.0.0/0.
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Only routes of this protocol; unspecified lists all.
+	Protocol RouteProtocol `protobuf:"varint,3,opt,name=protocol,proto3,enum=evpnd.v1.RouteProtocol" json:"protocol,omitempty"`
+	// Maximum number of routes to return; 0 lets the server choose.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of a previous response with the same filters.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTenantRoutesRequest) Reset() {
+	*x = ListTenantRoutesRequest{}
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTenantRoutesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTenantRoutesRequest) ProtoMessage() {}
+
+func (x *ListTenantRoutesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTenantRoutesRequest.ProtoReflect.Descriptor instead.
+func (*ListTenantRoutesRequest) Descriptor() ([]byte, []int) {
+	return file_evpnd_v1_evpnd_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListTenantRoutesRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ListTenantRoutesRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ListTenantRoutesRequest) GetProtocol() RouteProtocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return RouteProtocol_ROUTE_PROTOCOL_UNSPECIFIED
+}
+
+func (x *ListTenantRoutesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTenantRoutesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListTenantRoutesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Routes ordered by tenant, prefix (IPv4 first, then by address and
+	// length), then protocol.
+	Routes []*TenantRoute `protobuf:"bytes,1,rep,name=routes,proto3" json:"routes,omitempty"`
+	// Empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTenantRoutesResponse) Reset() {
+	*x = ListTenantRoutesResponse{}
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTenantRoutesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTenantRoutesResponse) ProtoMessage() {}
+
+func (x *ListTenantRoutesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTenantRoutesResponse.ProtoReflect.Descriptor instead.
+func (*ListTenantRoutesResponse) Descriptor() ([]byte, []int) {
+	return file_evpnd_v1_evpnd_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListTenantRoutesResponse) GetRoutes() []*TenantRoute {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *ListTenantRoutesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// TenantRoute is one route of a tenant's routing table.
+type TenantRoute struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The destination, e.g. "10.1.0.0/24"; "0.0.0.0/0" for a default route.
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// The gateways, in address order: the remote VTEPs of an EVPN route
+	// (more than one when it is ECMP), the next hop of a static route; empty
+	// for a connected route.
+	NextHops []string `protobuf:"bytes,3,rep,name=next_hops,json=nextHops,proto3" json:"next_hops,omitempty"`
+	// The device of a connected route or of a route with one next hop;
+	// empty for a route over several next hops.
+	Device        string        `protobuf:"bytes,4,opt,name=device,proto3" json:"device,omitempty"`
+	Protocol      RouteProtocol `protobuf:"varint,5,opt,name=protocol,proto3,enum=evpnd.v1.RouteProtocol" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TenantRoute) Reset() {
+	*x = TenantRoute{}
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantRoute) ProtoMessage() {}
+
+func (x *TenantRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantRoute.ProtoReflect.Descriptor instead.
+func (*TenantRoute) Descriptor() ([]byte, []int) {
+	return file_evpnd_v1_evpnd_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TenantRoute) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *TenantRoute) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *TenantRoute) GetNextHops() []string {
+	if x != nil {
+		return x.NextHops
+	}
+	return nil
+}
+
+func (x *TenantRoute) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *TenantRoute) GetProtocol() RouteProtocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return RouteProtocol_ROUTE_PROTOCOL_UNSPECIFIED
+}
+
 var File_evpnd_v1_evpnd_proto protoreflect.FileDescriptor
 
 const file_evpnd_v1_evpnd_proto_rawDesc = "" +
@@ -1350,7 +1631,23 @@ const file_evpnd_v1_evpnd_proto_rawDesc = "" +
 	"\x03mac\x18\x03 \x01(\tR\x03mac\x12\x12\n" +
 	"\x04port\x18\x04 \x01(\tR\x04port\x12\x12\n" +
 	"\x04vtep\x18\x05 \x01(\tR\x04vtep\x12\x16\n" +
-	"\x06remote\x18\x06 \x01(\bR\x06remote*\xbc\x01\n" +
+	"\x06remote\x18\x06 \x01(\bR\x06remote\"\xba\x01\n" +
+	"\x17ListTenantRoutesRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x123\n" +
+	"\bprotocol\x18\x03 \x01(\x0e2\x17.evpnd.v1.RouteProtocolR\bprotocol\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"q\n" +
+	"\x18ListTenantRoutesResponse\x12-\n" +
+	"\x06routes\x18\x01 \x03(\v2\x15.evpnd.v1.TenantRouteR\x06routes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa7\x01\n" +
+	"\vTenantRoute\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x1b\n" +
+	"\tnext_hops\x18\x03 \x03(\tR\bnextHops\x12\x16\n" +
+	"\x06device\x18\x04 \x01(\tR\x06device\x123\n" +
+	"\bprotocol\x18\x05 \x01(\x0e2\x17.evpnd.v1.RouteProtocolR\bprotocol*\xbc\x01\n" +
 	"\tPeerState\x12\x1a\n" +
 	"\x16PEER_STATE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fPEER_STATE_IDLE\x10\x01\x12\x16\n" +
@@ -1385,12 +1682,19 @@ const file_evpnd_v1_evpnd_proto_rawDesc = "" +
 	"\tMacOrigin\x12\x1a\n" +
 	"\x16MAC_ORIGIN_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MAC_ORIGIN_LOCAL\x10\x01\x12\x15\n" +
-	"\x11MAC_ORIGIN_REMOTE\x10\x022\xe0\x01\n" +
+	"\x11MAC_ORIGIN_REMOTE\x10\x02*\x9b\x01\n" +
+	"\rRouteProtocol\x12\x1e\n" +
+	"\x1aROUTE_PROTOCOL_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18ROUTE_PROTOCOL_CONNECTED\x10\x01\x12\x19\n" +
+	"\x15ROUTE_PROTOCOL_STATIC\x10\x02\x12\x17\n" +
+	"\x13ROUTE_PROTOCOL_EVPN\x10\x03\x12\x18\n" +
+	"\x14ROUTE_PROTOCOL_OTHER\x10\x042\xbb\x02\n" +
 	"\fEvpndService\x12D\n" +
 	"\tListPeers\x12\x1a.evpnd.v1.ListPeersRequest\x1a\x1b.evpnd.v1.ListPeersResponse\x12G\n" +
 	"\n" +
 	"ListRoutes\x12\x1b.evpnd.v1.ListRoutesRequest\x1a\x1c.evpnd.v1.ListRoutesResponse\x12A\n" +
-	"\bListMacs\x12\x19.evpnd.v1.ListMacsRequest\x1a\x1a.evpnd.v1.ListMacsResponseB-Z+github.com/evpnd/evpnd/api/evpnd/v1;evpndv1b\x06proto3"
+	"\bListMacs\x12\x19.evpnd.v1.ListMacsRequest\x1a\x1a.evpnd.v1.ListMacsResponse\x12Y\n" +
+	"\x10ListTenantRoutes\x12!.evpnd.v1.ListTenantRoutesRequest\x1a\".evpnd.v1.ListTenantRoutesResponseB-Z+github.com/evpnd/evpnd/api/evpnd/v1;evpndv1b\x06proto3"
 
 var (
 	file_evpnd_v1_evpnd_proto_rawDescOnce sync.Once
@@ -1404,51 +1708,60 @@ func file_evpnd_v1_evpnd_proto_rawDescGZIP() []byte {
 	return file_evpnd_v1_evpnd_proto_rawDescData
 }
 
-var file_evpnd_v1_evpnd_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_evpnd_v1_evpnd_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_evpnd_v1_evpnd_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_evpnd_v1_evpnd_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_evpnd_v1_evpnd_proto_goTypes = []any{
-	(PeerState)(0),              // 0: evpnd.v1.PeerState
-	(RouteType)(0),              // 1: evpnd.v1.RouteType
-	(Encapsulation)(0),          // 2: evpnd.v1.Encapsulation
-	(PmsiTunnelType)(0),         // 3: evpnd.v1.PmsiTunnelType
-	(MacOrigin)(0),              // 4: evpnd.v1.MacOrigin
-	(*ListPeersRequest)(nil),    // 5: evpnd.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),   // 6: evpnd.v1.ListPeersResponse
-	(*Peer)(nil),                // 7: evpnd.v1.Peer
-	(*ListRoutesRequest)(nil),   // 8: evpnd.v1.ListRoutesRequest
-	(*ListRoutesResponse)(nil),  // 9: evpnd.v1.ListRoutesResponse
-	(*Route)(nil),               // 10: evpnd.v1.Route
-	(*MacMobility)(nil),         // 11: evpnd.v1.MacMobility
-	(*PmsiTunnel)(nil),          // 12: evpnd.v1.PmsiTunnel
-	(*ListMacsRequest)(nil),     // 13: evpnd.v1.ListMacsRequest
-	(*ListMacsResponse)(nil),    // 14: evpnd.v1.ListMacsResponse
-	(*Mac)(nil),                 // 15: evpnd.v1.Mac
-	(*durationpb.Duration)(nil), // 16: google.protobuf.Duration
+	(PeerState)(0),                   // 0: evpnd.v1.PeerState
+	(RouteType)(0),                   // 1: evpnd.v1.RouteType
+	(Encapsulation)(0),               // 2: evpnd.v1.Encapsulation
+	(PmsiTunnelType)(0),              // 3: evpnd.v1.PmsiTunnelType
+	(MacOrigin)(0),                   // 4: evpnd.v1.MacOrigin
+	(RouteProtocol)(0),               // 5: evpnd.v1.RouteProtocol
+	(*ListPeersRequest)(nil),         // 6: evpnd.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),        // 7: evpnd.v1.ListPeersResponse
+	(*Peer)(nil),                     // 8: evpnd.v1.Peer
+	(*ListRoutesRequest)(nil),        // 9: evpnd.v1.ListRoutesRequest
+	(*ListRoutesResponse)(nil),       // 10: evpnd.v1.ListRoutesResponse
+	(*Route)(nil),                    // 11: evpnd.v1.Route
+	(*MacMobility)(nil),              // 12: evpnd.v1.MacMobility
+	(*PmsiTunnel)(nil),               // 13: evpnd.v1.PmsiTunnel
+	(*ListMacsRequest)(nil),          // 14: evpnd.v1.ListMacsRequest
+	(*ListMacsResponse)(nil),         // 15: evpnd.v1.ListMacsResponse
+	(*Mac)(nil),                      // 16: evpnd.v1.Mac
+	(*ListTenantRoutesRequest)(nil),  // 17: evpnd.v1.ListTenantRoutesRequest
+	(*ListTenantRoutesResponse)(nil), // 18: evpnd.v1.ListTenantRoutesResponse
+	(*TenantRoute)(nil),              // 19: evpnd.v1.TenantRoute
+	(*durationpb.Duration)(nil),      // 20: google.protobuf.Duration
 }
 var file_evpnd_v1_evpnd_proto_depIdxs = []int32{
-	7,  // 0: evpnd.v1.ListPeersResponse.peers:type_name -> evpnd.v1.Peer
+	8,  // 0: evpnd.v1.ListPeersResponse.peers:type_name -> evpnd.v1.Peer
 	0,  // 1: evpnd.v1.Peer.state:type_name -> evpnd.v1.PeerState
-	16, // 2: evpnd.v1.Peer.uptime:type_name -> google.protobuf.Duration
+	20, // 2: evpnd.v1.Peer.uptime:type_name -> google.protobuf.Duration
 	1,  // 3: evpnd.v1.ListRoutesRequest.type:type_name -> evpnd.v1.RouteType
-	10, // 4: evpnd.v1.ListRoutesResponse.routes:type_name -> evpnd.v1.Route
+	11, // 4: evpnd.v1.ListRoutesResponse.routes:type_name -> evpnd.v1.Route
 	1,  // 5: evpnd.v1.Route.type:type_name -> evpnd.v1.RouteType
 	2,  // 6: evpnd.v1.Route.encapsulation:type_name -> evpnd.v1.Encapsulation
-	11, // 7: evpnd.v1.Route.mac_mobility:type_name -> evpnd.v1.MacMobility
-	12, // 8: evpnd.v1.Route.pmsi_tunnel:type_name -> evpnd.v1.PmsiTunnel
+	12, // 7: evpnd.v1.Route.mac_mobility:type_name -> evpnd.v1.MacMobility
+	13, // 8: evpnd.v1.Route.pmsi_tunnel:type_name -> evpnd.v1.PmsiTunnel
 	3,  // 9: evpnd.v1.PmsiTunnel.type:type_name -> evpnd.v1.PmsiTunnelType
 	4,  // 10: evpnd.v1.ListMacsRequest.origin:type_name -> evpnd.v1.MacOrigin
-	15, // 11: evpnd.v1.ListMacsResponse.macs:type_name -> evpnd.v1.Mac
-	5,  // 12: evpnd.v1.EvpndService.ListPeers:input_type -> evpnd.v1.ListPeersRequest
-	8,  // 13: evpnd.v1.EvpndService.ListRoutes:input_type -> evpnd.v1.ListRoutesRequest
-	13, // 14: evpnd.v1.EvpndService.ListMacs:input_type -> evpnd.v1.ListMacsRequest
-	6,  // 15: evpnd.v1.EvpndService.ListPeers:output_type -> evpnd.v1.ListPeersResponse
-	9,  // 16: evpnd.v1.EvpndService.ListRoutes:output_type -> evpnd.v1.ListRoutesResponse
-	14, // 17: evpnd.v1.EvpndService.ListMacs:output_type -> evpnd.v1.ListMacsResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	16, // 11: evpnd.v1.ListMacsResponse.macs:type_name -> evpnd.v1.Mac
+	5,  // 12: evpnd.v1.ListTenantRoutesRequest.protocol:type_name -> evpnd.v1.RouteProtocol
+	19, // 13: evpnd.v1.ListTenantRoutesResponse.routes:type_name -> evpnd.v1.TenantRoute
+	5,  // 14: evpnd.v1.TenantRoute.protocol:type_name -> evpnd.v1.RouteProtocol
+	6,  // 15: evpnd.v1.EvpndService.ListPeers:input_type -> evpnd.v1.ListPeersRequest
+	9,  // 16: evpnd.v1.EvpndService.ListRoutes:input_type -> evpnd.v1.ListRoutesRequest
+	14, // 17: evpnd.v1.EvpndService.ListMacs:input_type -> evpnd.v1.ListMacsRequest
+	17, // 18: evpnd.v1.EvpndService.ListTenantRoutes:input_type -> evpnd.v1.ListTenantRoutesRequest
+	7,  // 19: evpnd.v1.EvpndService.ListPeers:output_type -> evpnd.v1.ListPeersResponse
+	10, // 20: evpnd.v1.EvpndService.ListRoutes:output_type -> evpnd.v1.ListRoutesResponse
+	15, // 21: evpnd.v1.EvpndService.ListMacs:output_type -> evpnd.v1.ListMacsResponse
+	18, // 22: evpnd.v1.EvpndService.ListTenantRoutes:output_type -> evpnd.v1.ListTenantRoutesResponse
+	19, // [19:23] is the sub-list for method output_type
+	15, // [15:19] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_evpnd_v1_evpnd_proto_init() }
@@ -1463,8 +1776,8 @@ func file_evpnd_v1_evpnd_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_evpnd_v1_evpnd_proto_rawDesc), len(file_evpnd_v1_evpnd_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   11,
+			NumEnums:      6,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

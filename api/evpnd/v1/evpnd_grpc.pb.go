@@ -33,9 +33,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EvpndService_ListPeers_FullMethodName  = "/evpnd.v1.EvpndService/ListPeers"
-	EvpndService_ListRoutes_FullMethodName = "/evpnd.v1.EvpndService/ListRoutes"
-	EvpndService_ListMacs_FullMethodName   = "/evpnd.v1.EvpndService/ListMacs"
+	EvpndService_ListPeers_FullMethodName        = "/evpnd.v1.EvpndService/ListPeers"
+	EvpndService_ListRoutes_FullMethodName       = "/evpnd.v1.EvpndService/ListRoutes"
+	EvpndService_ListMacs_FullMethodName         = "/evpnd.v1.EvpndService/ListMacs"
+	EvpndService_ListTenantRoutes_FullMethodName = "/evpnd.v1.EvpndService/ListTenantRoutes"
 )
 
 // EvpndServiceClient is the client API for EvpndService service.
@@ -52,6 +53,9 @@ type EvpndServiceClient interface {
 	ListRoutes(ctx context.Context, in *ListRoutesRequest, opts ...grpc.CallOption) (*ListRoutesResponse, error)
 	// ListMacs lists the MAC tables of the tenant segments, local and remote.
 	ListMacs(ctx context.Context, in *ListMacsRequest, opts ...grpc.CallOption) (*ListMacsResponse, error)
+	// ListTenantRoutes lists the routing tables of the tenant namespaces:
+	// connected subnets, static routes and routes installed from EVPN.
+	ListTenantRoutes(ctx context.Context, in *ListTenantRoutesRequest, opts ...grpc.CallOption) (*ListTenantRoutesResponse, error)
 }
 
 type evpndServiceClient struct {
@@ -92,6 +96,16 @@ func (c *evpndServiceClient) ListMacs(ctx context.Context, in *ListMacsRequest, 
 	return out, nil
 }
 
+func (c *evpndServiceClient) ListTenantRoutes(ctx context.Context, in *ListTenantRoutesRequest, opts ...grpc.CallOption) (*ListTenantRoutesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTenantRoutesResponse)
+	err := c.cc.Invoke(ctx, EvpndService_ListTenantRoutes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EvpndServiceServer is the server API for EvpndService service.
 // All implementations must embed UnimplementedEvpndServiceServer
 // for forward compatibility.
@@ -106,6 +120,9 @@ type EvpndServiceServer interface {
 	ListRoutes(context.Context, *ListRoutesRequest) (*ListRoutesResponse, error)
 	// ListMacs lists the MAC tables of the tenant segments, local and remote.
 	ListMacs(context.Context, *ListMacsRequest) (*ListMacsResponse, error)
+	// ListTenantRoutes lists the routing tables of the tenant namespaces:
+	// connected subnets, static routes and routes installed from EVPN.
+	ListTenantRoutes(context.Context, *ListTenantRoutesRequest) (*ListTenantRoutesResponse, error)
 	mustEmbedUnimplementedEvpndServiceServer()
 }
 
@@ -124,6 +141,9 @@ func (UnimplementedEvpndServiceServer) ListRoutes(context.Context, *ListRoutesRe
 }
 func (UnimplementedEvpndServiceServer) ListMacs(context.Context, *ListMacsRequest) (*ListMacsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMacs not implemented")
+}
+func (UnimplementedEvpndServiceServer) ListTenantRoutes(context.Context, *ListTenantRoutesRequest) (*ListTenantRoutesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTenantRoutes not implemented")
 }
 func (UnimplementedEvpndServiceServer) mustEmbedUnimplementedEvpndServiceServer() {}
 func (UnimplementedEvpndServiceServer) testEmbeddedByValue()                      {}
@@ -200,6 +220,24 @@ func _EvpndService_ListMacs_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EvpndService_ListTenantRoutes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTenantRoutesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EvpndServiceServer).ListTenantRoutes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EvpndService_ListTenantRoutes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EvpndServiceServer).ListTenantRoutes(ctx, req.(*ListTenantRoutesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EvpndService_ServiceDesc is the grpc.ServiceDesc for EvpndService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -218,6 +256,10 @@ var EvpndService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListMacs",
 			Handler:    _EvpndService_ListMacs_Handler,
+		},
+		{
+			MethodName: "ListTenantRoutes",
+			Handler:    _EvpndService_ListTenantRoutes_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -95,6 +96,34 @@ func macToProto(m fabric.MAC) *evpndv1.Mac {
 		Port:   m.Port,
 		Vtep:   addrString(m.VTEP),
 		Remote: m.Remote,
+	}
+}
+
+var routeProtocols = map[fabric.RouteProtocol]evpndv1.RouteProtocol{
+	fabric.RouteConnected: evpndv1.RouteProtocol_ROUTE_PROTOCOL_CONNECTED,
+	fabric.RouteStatic:    evpndv1.RouteProtocol_ROUTE_PROTOCOL_STATIC,
+	fabric.RouteEVPN:      evpndv1.RouteProtocol_ROUTE_PROTOCOL_EVPN,
+	fabric.RouteOther:     evpndv1.RouteProtocol_ROUTE_PROTOCOL_OTHER,
+}
+
+func tenantRouteToProto(r fabric.Route) *evpndv1.TenantRoute {
+	// The API promises next hops in address order, whatever order the
+	// backend keeps them in.
+	sorted := slices.SortedFunc(slices.Values(r.NextHops), netip.Addr.Compare)
+	hops := make([]string, 0, len(sorted))
+	for _, h := range sorted {
+		if h.IsValid() {
+			hops = append(hops, h.String())
+		}
+	}
+	return &evpndv1.TenantRoute{
+		Tenant:   r.Tenant,
+		Prefix:   r.Prefix.String(),
+		NextHops: hops,
+		Device:   r.Device,
+		// A protocol the datapath added after this API was written maps
+		// to UNSPECIFIED rather than failing the whole listing.
+		Protocol: routeProtocols[r.Protocol],
 	}
 }
 

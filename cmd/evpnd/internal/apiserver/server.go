@@ -25,6 +25,8 @@ type Backend interface {
 	// Routes lists the EVPN RIB; a route with a zero Peer is local.
 	Routes(ctx context.Context) ([]evpn.Route, error)
 	MACs(ctx context.Context) ([]fabric.MAC, error)
+	// TenantRoutes lists the main routing table of every tenant namespace.
+	TenantRoutes(ctx context.Context) ([]fabric.Route, error)
 }
 
 // Server is the gRPC server of the evpnd API.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,7 @@ import (
 	evpndv1 "github.com/evpnd/evpnd/api/evpnd/v1"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/apiserver"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/apiserver/apitest"
+	"github.com/evpnd/evpnd/fabric"
 )
 
 func TestMain(m *testing.M) {
@@ -345,6 +347,154 @@ func TestListMacsFilters(t *testing.T) {
 	}
 }
 
+// tenantRoutes renders routes as "tenant prefix hops device protocol",
+// with "-" for an empty column.
+func tenantRoutes(routes []*evpndv1.TenantRoute) []string {
+	var out []string
+	for _, r := range routes {
+		hops, dev := strings.Join(r.GetNextHops(), ","), r.GetDevice()
+		if hops == "" {
+			hops = "-"
+		}
+		if dev == "" {
+			dev = "-"
+		}
+		out = append(out, strings.Join([]string{r.GetTenant(), r.GetPrefix(), hops, dev, r.GetProtocol().String()}, " "))
+	}
+	return out
+}
+
+func TestListTenantRoutesFilters(t *testing.T) {
+	conn, _ := serve(t, apitest.Fixture())
+	client := evpndv1.NewEvpndServiceClient(conn)
+	const (
+		blueDefault   = "blue 0.0.0.0/0 10.1.0.254 br100 ROUTE_PROTOCOL_STATIC"
+		blueSubnet    = "blue 10.1.0.0/24 - br100 ROUTE_PROTOCOL_CONNECTED"
+		blueSubnetEV  = "blue 10.1.0.0/24 10.0.0.2 br5000 ROUTE_PROTOCOL_EVPN"
+		blueHost      = "blue 10.1.0.22/32 10.0.0.2 br5000 ROUTE_PROTOCOL_EVPN"
+		blueECMP      = "blue 10.2.0.0/24 10.0.0.2,10.0.0.3 - ROUTE_PROTOCOL_EVPN"
+		blueSubnetV6  = "blue fd00:1::/64 - br100 ROUTE_PROTOCOL_CONNECTED"
+		redSubnet     = "red 10.3.0.0/24 - br300 ROUTE_PROTOCOL_CONNECTED"
+		redOther      = "red 192.0.2.0/24 10.3.0.254 br300 ROUTE_PROTOCOL_OTHER"
+		redSubnetV6   = "red fd00:3::/64 - br300 ROUTE_PROTOCOL_CONNECTED"
+		evpnProtocol  = evpndv1.RouteProtocol_ROUTE_PROTOCOL_EVPN
+		connProtocol  = evpndv1.RouteProtocol_ROUTE_PROTOCOL_CONNECTED
+		otherProtocol = evpndv1.RouteProtocol_ROUTE_PROTOCOL_OTHER
+	)
+	for _, tc := range []struct {
+		name string
+		req  *evpndv1.ListTenantRoutesRequest
+		want []string
+	}{
+		{"all", &evpndv1.ListTenantRoutesRequest{}, []string{
+			blueDefault, blueSubnet, blueSubnetEV, blueHost, blueECMP, blueSubnetV6, redSubnet, redOther, redSubnetV6,
+		}},
+		{"tenant", &evpndv1.ListTenantRoutesRequest{Tenant: "red"}, []string{redSubnet, redOther, redSubnetV6}},
+		{"unknown tenant", &evpndv1.ListTenantRoutesRequest{Tenant: "green"}, nil},
+		{"prefix holds subnets and a host route", &evpndv1.ListTenantRoutesRequest{Prefix: "10.1.0.0/16"}, []string{blueSubnet, blueSubnetEV, blueHost}},
+		{"prefix with host bits", &evpndv1.ListTenantRoutesRequest{Prefix: "10.1.0.99/16"}, []string{blueSubnet, blueSubnetEV, blueHost}},
+		{"prefix equal to a host route", &evpndv1.ListTenantRoutesRequest{Prefix: "10.1.0.22/32"}, []string{blueHost}},
+		{"prefix narrower than a route", &evpndv1.ListTenantRoutesRequest{Prefix: "10.2.0.0/25"}, nil},
+		{"ipv4 default holds every ipv4 route", &evpndv1.ListTenantRoutesRequest{Prefix: "0.0.0.0/0"}, []string{
+			blueDefault, blueSubnet, blueSubnetEV, blueHost, blueECMP, redSubnet, redOther,
+		}},
+		{"ipv6 prefix", &evpndv1.ListTenantRoutesRequest{Prefix: "fd00::/16"}, []string{blueSubnetV6, redSubnetV6}},
+		{"evpn", &evpndv1.ListTenantRoutesRequest{Protocol: evpnProtocol}, []string{blueSubnetEV, blueHost, blueECMP}},
+		{"static", &evpndv1.ListTenantRoutesRequest{Protocol: evpndv1.RouteProtocol_ROUTE_PROTOCOL_STATIC}, []string{blueDefault}},
+		{"other", &evpndv1.ListTenantRoutesRequest{Protocol: otherProtocol}, []string{redOther}},
+		{"connected in a tenant", &evpndv1.ListTenantRoutesRequest{Tenant: "blue", Protocol: connProtocol}, []string{blueSubnet, blueSubnetV6}},
+		{"filters combine", &evpndv1.ListTenantRoutesRequest{Tenant: "blue", Prefix: "10.1.0.0/24", Protocol: evpnProtocol}, []string{blueSubnetEV, blueHost}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := client.ListTenantRoutes(context.Background(), tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tenantRoutes(resp.GetRoutes()); !slices.Equal(got, tc.want) {
+				t.Errorf("routes:\n got %q\nwant %q", got, tc.want)
+			}
+			if resp.GetNextPageToken() != "" {
+				t.Errorf("next_page_token = %q on a full listing", resp.GetNextPageToken())
+			}
+		})
+	}
+}
+
+// TestListTenantRoutesOrder gives the server rows in an order the
+// datapath would not: next hops unsorted, and one prefix several times in
+// the table, so the listing's order is the server's own.
+func TestListTenantRoutesOrder(t *testing.T) {
+	route := func(prefix string, proto fabric.RouteProtocol, dev string, hops ...string) fabric.Route {
+		r := fabric.Route{Tenant: "blue", Prefix: netip.MustParsePrefix(prefix), Device: dev, Protocol: proto}
+		for _, h := range hops {
+			r.NextHops = append(r.NextHops, netip.MustParseAddr(h))
+		}
+		return r
+	}
+	b := &apitest.Backend{TenantRouteList: []fabric.Route{
+		route("fd00:9::/64", fabric.RouteEVPN, "", "10.0.0.3", "10.0.0.2"),
+		route("10.9.0.0/24", fabric.RouteOther, "br100", "10.1.0.9"),
+		route("10.9.0.0/24", fabric.RouteEVPN, "", "10.0.0.4", "10.0.0.2"),
+		route("10.9.0.0/24", fabric.RouteEVPN, "", "10.0.0.3", "10.0.0.2"),
+		route("10.9.0.0/16", fabric.RouteStatic, "br100", "10.1.0.1"),
+		route("10.9.0.0/24", fabric.RouteConnected, "br100"),
+	}}
+	conn, _ := serve(t, b)
+	client := evpndv1.NewEvpndServiceClient(conn)
+	want := []string{
+		"blue 10.9.0.0/16 10.1.0.1 br100 ROUTE_PROTOCOL_STATIC",
+		"blue 10.9.0.0/24 - br100 ROUTE_PROTOCOL_CONNECTED",
+		"blue 10.9.0.0/24 10.0.0.2,10.0.0.3 - ROUTE_PROTOCOL_EVPN",
+		"blue 10.9.0.0/24 10.0.0.2,10.0.0.4 - ROUTE_PROTOCOL_EVPN",
+		"blue 10.9.0.0/24 10.1.0.9 br100 ROUTE_PROTOCOL_OTHER",
+		"blue fd00:9::/64 10.0.0.2,10.0.0.3 - ROUTE_PROTOCOL_EVPN",
+	}
+	resp, err := client.ListTenantRoutes(context.Background(), &evpndv1.ListTenantRoutesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tenantRoutes(resp.GetRoutes()); !slices.Equal(got, want) {
+		t.Errorf("routes:\n got %q\nwant %q", got, want)
+	}
+	// Pages of one row each reassemble the same listing.
+	var got []string
+	req := &evpndv1.ListTenantRoutesRequest{PageSize: 1}
+	for range len(want) + 1 {
+		resp, err := client.ListTenantRoutes(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, tenantRoutes(resp.GetRoutes())...)
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	if !slices.Equal(got, want) || req.PageToken != "" {
+		t.Errorf("paged by one:\n got %q\nwant %q (last token %q)", got, want, req.PageToken)
+	}
+	// The backend's rows are not reordered behind its back.
+	if h := b.TenantRouteList[0].NextHops; h[0] != netip.MustParseAddr("10.0.0.3") {
+		t.Errorf("the server sorted the backend's own next hops: %v", h)
+	}
+}
+
+func TestListTenantRoutesFields(t *testing.T) {
+	conn, _ := serve(t, apitest.Fixture())
+	resp, err := evpndv1.NewEvpndServiceClient(conn).ListTenantRoutes(context.Background(), &evpndv1.ListTenantRoutesRequest{
+		Prefix: "10.2.0.0/24",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &evpndv1.TenantRoute{
+		Tenant: "blue", Prefix: "10.2.0.0/24", NextHops: []string{"10.0.0.2", "10.0.0.3"},
+		Protocol: evpndv1.RouteProtocol_ROUTE_PROTOCOL_EVPN,
+	}
+	if routes := resp.GetRoutes(); len(routes) != 1 || !proto.Equal(routes[0], want) {
+		t.Errorf("routes = %v, want [%v]", routes, want)
+	}
+}
+
 // fieldViolations returns the google.rpc.BadRequest violations of err as
 // "field: description", failing the test unless err is INVALID_ARGUMENT.
 func fieldViolations(t *testing.T, err error) []string {
@@ -409,6 +559,26 @@ func TestInvalidFilters(t *testing.T) {
 			_, err := client.ListMacs(ctx, &evpndv1.ListMacsRequest{Origin: evpndv1.MacOrigin(7)})
 			return err
 		}, []string{"origin: 7 is not a MAC origin (MAC_ORIGIN_LOCAL, MAC_ORIGIN_REMOTE)"}},
+		{"tenant route prefix", func() error {
+			_, err := client.ListTenantRoutes(ctx, &evpndv1.ListTenantRoutesRequest{Prefix: "10.1.0.0/33"})
+			return err
+		}, []string{`prefix: "10.1.0.0/33" is not an IP prefix (want address/length)`}},
+		{"protocol", func() error {
+			_, err := client.ListTenantRoutes(ctx, &evpndv1.ListTenantRoutesRequest{Protocol: evpndv1.RouteProtocol(9)})
+			return err
+		}, []string{"protocol: 9 is not a route protocol (ROUTE_PROTOCOL_CONNECTED, ROUTE_PROTOCOL_STATIC, ROUTE_PROTOCOL_EVPN, ROUTE_PROTOCOL_OTHER)"}},
+		{"tenant route page size", func() error {
+			_, err := client.ListTenantRoutes(ctx, &evpndv1.ListTenantRoutesRequest{PageSize: -2})
+			return err
+		}, []string{"page_size: -2 must not be negative"}},
+		{"every tenant route violation at once", func() error {
+			_, err := client.ListTenantRoutes(ctx, &evpndv1.ListTenantRoutesRequest{Prefix: "blue", Protocol: evpndv1.RouteProtocol(-1), PageToken: "x"})
+			return err
+		}, []string{
+			`prefix: "blue" is not an IP prefix (want address/length)`,
+			"protocol: -1 is not a route protocol (ROUTE_PROTOCOL_CONNECTED, ROUTE_PROTOCOL_STATIC, ROUTE_PROTOCOL_EVPN, ROUTE_PROTOCOL_OTHER)",
+			`page_token: "x" is not a token this listing issued (was it issued for other filters?)`,
+		}},
 		{"page size", func() error {
 			_, err := client.ListPeers(ctx, &evpndv1.ListPeersRequest{PageSize: -1})
 			return err
@@ -480,6 +650,18 @@ func TestPaging(t *testing.T) {
 	if v := fieldViolations(t, err); len(v) != 1 || !strings.HasPrefix(v[0], "page_token: ") {
 		t.Errorf("routes token used for macs: violations %q", v)
 	}
+	_, err = client.ListTenantRoutes(ctx, &evpndv1.ListTenantRoutesRequest{PageSize: 1, PageToken: first.GetNextPageToken()})
+	if v := fieldViolations(t, err); len(v) != 1 || !strings.HasPrefix(v[0], "page_token: ") {
+		t.Errorf("evpn routes token used for tenant routes: violations %q", v)
+	}
+	blue, err := client.ListTenantRoutes(ctx, &evpndv1.ListTenantRoutesRequest{PageSize: 2, Tenant: "blue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.ListTenantRoutes(ctx, &evpndv1.ListTenantRoutesRequest{PageSize: 2, Tenant: "red", PageToken: blue.GetNextPageToken()})
+	if v := fieldViolations(t, err); len(v) != 1 || !strings.HasPrefix(v[0], "page_token: ") {
+		t.Errorf("tenant routes token reused for another tenant: violations %q", v)
+	}
 }
 
 func TestBackendError(t *testing.T) {
@@ -489,5 +671,14 @@ func TestBackendError(t *testing.T) {
 	_, err := evpndv1.NewEvpndServiceClient(conn).ListPeers(context.Background(), &evpndv1.ListPeersRequest{})
 	if st := status.Convert(err); st.Code() != codes.Internal || st.Message() != "list peers: bgp speaker not started" {
 		t.Errorf("err = %v, want Internal \"list peers: bgp speaker not started\"", err)
+	}
+
+	// A fresh server: the first one's goroutines read b.Err.
+	b = apitest.Fixture()
+	b.Err = errors.New(`tenant "blue": routes: netlink receive: resource temporarily unavailable`)
+	conn, _ = serve(t, b)
+	_, err = evpndv1.NewEvpndServiceClient(conn).ListTenantRoutes(context.Background(), &evpndv1.ListTenantRoutesRequest{})
+	if st := status.Convert(err); st.Code() != codes.Internal || st.Message() != "list tenant routes: "+b.Err.Error() {
+		t.Errorf("err = %v, want Internal \"list tenant routes: %v\"", err, b.Err)
 	}
 }

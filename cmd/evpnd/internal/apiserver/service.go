@@ -86,12 +86,7 @@ func (s *service) ListRoutes(ctx context.Context, req *evpndv1.ListRoutesRequest
 		f.mac = v.mac("mac", req.GetMac())
 	}
 	if req.GetPrefix() != "" {
-		p, err := netip.ParsePrefix(req.GetPrefix())
-		if err != nil {
-			v.add("prefix", fmt.Sprintf("%q is not an IP prefix (want address/length)", req.GetPrefix()))
-		} else {
-			f.prefix = p.Masked()
-		}
+		f.prefix = v.prefix("prefix", req.GetPrefix())
 	}
 	pg := v.page(req.GetPageSize(), req.GetPageToken(), req)
 	if err := v.err(); err != nil {
@@ -231,6 +226,73 @@ func (f *macFilter) match(m fabric.MAC) bool {
 		return false
 	}
 	return true
+}
+
+// tenantRouteFilter is a validated ListTenantRoutesRequest.
+type tenantRouteFilter struct {
+	tenant   string
+	prefix   netip.Prefix // zero: any
+	protocol evpndv1.RouteProtocol
+}
+
+func (s *service) ListTenantRoutes(ctx context.Context, req *evpndv1.ListTenantRoutesRequest) (*evpndv1.ListTenantRoutesResponse, error) {
+	var v violations
+	f := tenantRouteFilter{tenant: req.GetTenant(), protocol: req.GetProtocol()}
+	if req.GetPrefix() != "" {
+		f.prefix = v.prefix("prefix", req.GetPrefix())
+	}
+	switch f.protocol {
+	case evpndv1.RouteProtocol_ROUTE_PROTOCOL_UNSPECIFIED, evpndv1.RouteProtocol_ROUTE_PROTOCOL_CONNECTED,
+		evpndv1.RouteProtocol_ROUTE_PROTOCOL_STATIC, evpndv1.RouteProtocol_ROUTE_PROTOCOL_EVPN,
+		evpndv1.RouteProtocol_ROUTE_PROTOCOL_OTHER:
+	default:
+		v.add("protocol", fmt.Sprintf("%d is not a route protocol (%s)", f.protocol, routeProtocolNames()))
+	}
+	pg := v.page(req.GetPageSize(), req.GetPageToken(), req)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+
+	routes, err := s.backend.TenantRoutes(ctx)
+	if err != nil {
+		return nil, backendError("list tenant routes", err)
+	}
+	routes = slices.DeleteFunc(slices.Clone(routes), func(r fabric.Route) bool { return !r.Prefix.IsValid() || !f.match(r) })
+	slices.SortStableFunc(routes, compareTenantRoutes)
+	routes, next := paginate(pg, routes)
+	resp := &evpndv1.ListTenantRoutesResponse{Routes: make([]*evpndv1.TenantRoute, 0, len(routes)), NextPageToken: next}
+	for _, r := range routes {
+		resp.Routes = append(resp.Routes, tenantRouteToProto(r))
+	}
+	return resp, nil
+}
+
+func (f *tenantRouteFilter) match(r fabric.Route) bool {
+	switch {
+	case f.tenant != "" && r.Tenant != f.tenant:
+		return false
+	case f.prefix.IsValid() && (r.Prefix.Bits() < f.prefix.Bits() || !f.prefix.Contains(r.Prefix.Addr())):
+		return false
+	case f.protocol != evpndv1.RouteProtocol_ROUTE_PROTOCOL_UNSPECIFIED && routeProtocols[r.Protocol] != f.protocol:
+		return false
+	}
+	return true
+}
+
+// compareTenantRoutes orders routes by tenant and prefix, IPv4 first and
+// shorter prefixes of one address first; a prefix that is in the table
+// more than once (an EVPN route beside the connected subnet it equals) is
+// ordered by protocol, device and next hops, so listings and pages are
+// stable.
+func compareTenantRoutes(a, b fabric.Route) int {
+	return cmp.Or(
+		strings.Compare(a.Tenant, b.Tenant),
+		a.Prefix.Addr().Compare(b.Prefix.Addr()),
+		cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()),
+		cmp.Compare(routeProtocols[a.Protocol], routeProtocols[b.Protocol]),
+		strings.Compare(a.Device, b.Device),
+		slices.CompareFunc(a.NextHops, b.NextHops, netip.Addr.Compare),
+	)
 }
 
 // backendError turns a failure of the daemon's state into a status: the

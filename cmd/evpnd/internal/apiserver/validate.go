@@ -3,6 +3,7 @@ package apiserver
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -55,6 +56,26 @@ func (v *violations) mac(field, s string) net.HardwareAddr {
 		return nil
 	}
 	return mac
+}
+
+// prefix parses s as a prefix and masks it, so "10.1.0.99/16" filters as
+// 10.1.0.0/16.
+func (v *violations) prefix(field, s string) netip.Prefix {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		v.add(field, fmt.Sprintf("%q is not an IP prefix (want address/length)", s))
+		return netip.Prefix{}
+	}
+	return p.Masked()
+}
+
+func routeProtocolNames() string {
+	return strings.Join([]string{
+		evpndv1.RouteProtocol_ROUTE_PROTOCOL_CONNECTED.String(),
+		evpndv1.RouteProtocol_ROUTE_PROTOCOL_STATIC.String(),
+		evpndv1.RouteProtocol_ROUTE_PROTOCOL_EVPN.String(),
+		evpndv1.RouteProtocol_ROUTE_PROTOCOL_OTHER.String(),
+	}, ", ")
 }
 
 func routeTypeNames() string {

@@ -312,3 +312,6 @@ func (d *Daemon) Routes(ctx context.Context) ([]evpn.Route, error) { return d.sp
 
 // MACs implements apiserver.Backend.
 func (d *Daemon) MACs(ctx context.Context) ([]fabric.MAC, error) { return d.dp.MACs(ctx) }
+
+// TenantRoutes implements apiserver.Backend.
+func (d *Daemon) TenantRoutes(ctx context.Context) ([]fabric.Route, error) { return d.dp.Routes(ctx) }

@@ -21,7 +21,9 @@ type Backend struct {
 	PeerList  []bgp.Peer
 	RouteList []evpn.Route
 	MACList   []fabric.MAC
-	Err       error
+	// TenantRouteList is the tenants' routing tables.
+	TenantRouteList []fabric.Route
+	Err             error
 }
 
 // Peers returns a copy of PeerList.
@@ -39,14 +41,29 @@ func (b *Backend) MACs(context.Context) ([]fabric.MAC, error) {
 	return slices.Clone(b.MACList), b.Err
 }
 
+// TenantRoutes returns a copy of TenantRouteList.
+func (b *Backend) TenantRoutes(context.Context) ([]fabric.Route, error) {
+	return slices.Clone(b.TenantRouteList), b.Err
+}
+
 // The fixture host: VTEP 10.0.0.1 in AS 65000, tenant "blue" with L2VNIs 100
-// and 200 and L3VNI 5000, tenant "red" with L2VNI 300; host 10.0.0.2 is the
-// remote VTEP, reached through route reflector 10.0.0.254.
+// and 200 and L3VNI 5000, tenant "red" with L2VNI 300 and L3VNI 5001; hosts
+// 10.0.0.2 and 10.0.0.3 are remote VTEPs, reached through route reflector
+// 10.0.0.254.
 var (
 	vtep      = netip.MustParseAddr("10.0.0.1")
 	remote    = netip.MustParseAddr("10.0.0.2")
+	remote3   = netip.MustParseAddr("10.0.0.3")
 	reflector = netip.MustParseAddr("10.0.0.254")
 )
+
+func addrs(s ...string) []netip.Addr {
+	out := make([]netip.Addr, len(s))
+	for i, a := range s {
+		out[i] = netip.MustParseAddr(a)
+	}
+	return out
+}
 
 func mac(s string) net.HardwareAddr {
 	m, err := net.ParseMAC(s)
@@ -57,8 +74,8 @@ func mac(s string) net.HardwareAddr {
 }
 
 // Fixture returns a backend with a few routes of every type, local and
-// remote, two peers and MAC tables of two tenants. Lists are deliberately
-// not in the order the API sorts them.
+// remote, three peers, and MAC tables and routing tables of two tenants.
+// Lists are deliberately not in the order the API sorts them.
 func Fixture() *Backend {
 	rt := func(vni evpn.VNI) evpn.RT { return evpn.AutoRT(evpn.PresetFRR, 65000, vni) }
 	return &Backend{
@@ -139,6 +156,41 @@ func Fixture() *Backend {
 			{Tenant: "blue", VNI: 100, MAC: mac("02:00:00:00:02:01"), Port: "vxlan100", VTEP: remote, Remote: true},
 			{Tenant: "blue", VNI: 100, MAC: mac("02:00:00:00:01:01"), Port: "veth-web1"},
 			{Tenant: "blue", VNI: 200, MAC: mac("02:00:00:00:02:02"), Port: "vxlan200", VTEP: remote, Remote: true},
+		},
+		// The tables as fabric reads them: gateway subnets on the segment
+		// bridges, EVPN routes on the L3VNI bridge (none for ECMP, whose
+		// next hops each name it), next hops unmapped and sorted.
+		TenantRouteList: []fabric.Route{
+			{Tenant: "red", Prefix: netip.MustParsePrefix("fd00:3::/64"), Device: "br300", Protocol: fabric.RouteConnected},
+			{
+				// Type-5 routes from both remote hosts: ECMP.
+				Tenant: "blue", Prefix: netip.MustParsePrefix("10.2.0.0/24"),
+				NextHops: []netip.Addr{remote, remote3}, Protocol: fabric.RouteEVPN,
+			},
+			{
+				Tenant: "blue", Prefix: netip.MustParsePrefix("0.0.0.0/0"),
+				NextHops: addrs("10.1.0.254"), Device: "br100", Protocol: fabric.RouteStatic,
+			},
+			{
+				// The remote host advertises the subnet it shares with
+				// this one; the kernel keeps it beside the connected
+				// route, which wins.
+				Tenant: "blue", Prefix: netip.MustParsePrefix("10.1.0.0/24"),
+				NextHops: []netip.Addr{remote}, Device: "br5000", Protocol: fabric.RouteEVPN,
+			},
+			{Tenant: "blue", Prefix: netip.MustParsePrefix("fd00:1::/64"), Device: "br100", Protocol: fabric.RouteConnected},
+			{Tenant: "blue", Prefix: netip.MustParsePrefix("10.1.0.0/24"), Device: "br100", Protocol: fabric.RouteConnected},
+			{
+				// A type-2 MAC+IP with the L3VNI label: a host route.
+				Tenant: "blue", Prefix: netip.MustParsePrefix("10.1.0.22/32"),
+				NextHops: []netip.Addr{remote}, Device: "br5000", Protocol: fabric.RouteEVPN,
+			},
+			{Tenant: "red", Prefix: netip.MustParsePrefix("10.3.0.0/24"), Device: "br300", Protocol: fabric.RouteConnected},
+			{
+				// Added by hand in the tenant namespace, not by evpnd.
+				Tenant: "red", Prefix: netip.MustParsePrefix("192.0.2.0/24"),
+				NextHops: addrs("10.3.0.254"), Device: "br300", Protocol: fabric.RouteOther,
+			},
 		},
 	}
 }
