@@ -1,0 +1,58 @@
+package policy
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Binding tells the engine where a tenant lives on this host: its
+// namespace, its segments' bridges and their workload ports.
+type Binding struct {
+	Tenant    string
+	Namespace string // the tenant network namespace (name under /run/netns)
+	Segments  []SegmentBinding
+	// Uplink is the tenant side of the NAT uplink in Namespace; empty when
+	// the tenant has no NAT.
+	Uplink string
+}
+
+// SegmentBinding is one segment of a bound tenant.
+type SegmentBinding struct {
+	Name   string
+	Bridge string // br<VNI> in the tenant namespace
+	Ports  []string
+}
+
+// Counter is one rule's packet and byte count.
+type Counter struct {
+	Tenant  string
+	Rule    string
+	Packets uint64
+	Bytes   uint64
+}
+
+// Applied reports what one Apply did.
+type Applied struct {
+	Tenant   string
+	Rules    int
+	Duration time.Duration
+}
+
+// Engine is the policy side of evpnd as the daemon sees it.
+type Engine interface {
+	// Apply compiles p for the tenant bound by b and replaces the tenant's
+	// ruleset and QoS atomically. A policy that fails validation or that
+	// the kernel refuses leaves the previous one in force; the error says
+	// why, naming fields for validation failures.
+	Apply(ctx context.Context, b Binding, p Policy) (Applied, error)
+	// SetPortAddresses updates the addresses learned on a workload port;
+	// rules targeting the port or its groups follow without a ruleset
+	// replacement.
+	SetPortAddresses(ctx context.Context, tenant, port string, addrs []netip.Addr) error
+	// Remove deletes everything the engine made for tenant.
+	Remove(ctx context.Context, tenant string) error
+	// Counters reads every rule's counters.
+	Counters(ctx context.Context) ([]Counter, error)
+	Close() error
+}
