@@ -23,8 +23,8 @@ type AddressGroup struct {
 
 // PortGroup is a security group: named workload ports. A rule targeting it
 // applies to traffic to or from the members' addresses (learned on their
-// ports, and any listed in Ports' static addresses); membership changes
-// take effect without touching the rules.
+// ports); membership and address changes take effect without touching the
+// rules.
 type PortGroup struct {
 	Name  string
 	Ports []string
@@ -212,6 +212,18 @@ type Class struct {
 	Ceil     uint64
 	Priority uint32
 }
+
+// HTB handles evpnd uses on a workload port. The major number marks the
+// qdisc as evpnd's; nftables puts a packet into class i of the port with
+// "meta priority set" to ClassHandle(i).
+const (
+	QdiscMajor   = 0xe5
+	RootClass    = QdiscMajor<<16 | 0x1 // the port's egress rate
+	DefaultClass = QdiscMajor<<16 | 0x2 // unclassified traffic
+)
+
+// ClassHandle is the tc handle (major:minor) of a port's i-th class.
+func ClassHandle(i int) uint32 { return QdiscMajor<<16 | uint32(0x10+i) }
 
 // PublicAddresses are the addresses p's NAT makes reachable from outside,
 // which the daemon advertises as unicast routes: floating IPs, port-forward
