@@ -23,6 +23,7 @@ import (
 	"github.com/evpnd/evpnd/bgp"
 	"github.com/evpnd/evpnd/evpn"
 	"github.com/evpnd/evpnd/fabric"
+	"github.com/evpnd/evpnd/policy"
 )
 
 // File is the configuration as written: the keys lab tooling and operators
@@ -38,6 +39,7 @@ type File struct {
 	BGP         BGPFile     `mapstructure:"bgp"`
 	Peers       []PeerFile  `mapstructure:"peers"`
 	Tenants     []TenantDef `mapstructure:"tenants"`
+	Policies    []PolicyDef `mapstructure:"policies"`
 	API         APIFile     `mapstructure:"api"`
 	StateDir    string      `mapstructure:"state-dir"`
 	Log         LogFile     `mapstructure:"log"`
@@ -114,6 +116,7 @@ type Config struct {
 	RouterMAC   net.HardwareAddr
 	BGP         bgp.Config
 	Tenants     []Tenant
+	Policies    []policy.Policy
 	APIListen   string
 	StateDir    string
 	LogLevel    slog.Level

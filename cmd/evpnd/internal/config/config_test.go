@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/evpnd/evpnd/evpn"
+	"github.com/evpnd/evpnd/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -225,6 +226,87 @@ func TestLoadRoutedBad(t *testing.T) {
 		`tenants[0].routes[2].via: "172.31.1.10" is not of the same family as prefix 2001:db8::/32`,
 		`tenants[1].routes: "(set)" needs tenants[1].l3vni`,
 		`tenants[1].segments[0].gateway[0]: "172.31.1.254/24" needs tenants[1].l3vni`,
+	} {
+		if !strings.Contains(err.Error(), must) {
+			t.Errorf("error lacks %q", must)
+		}
+	}
+	if t.Failed() {
+		t.Log(err)
+	}
+}
+
+func TestLoadPolicy(t *testing.T) {
+	cfg, err := Load("testdata/policy.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Policies) != 1 {
+		t.Fatalf("policies: %d", len(cfg.Policies))
+	}
+	p := cfg.Policies[0]
+	if got := fmt.Sprint(p.AddressGroups[0].Prefixes); got != "[198.51.100.0/24 2001:db8:f::/48 192.0.2.7/32]" {
+		t.Errorf("address group %s", got)
+	}
+	r := p.Rules[0]
+	if r.Direction != policy.Ingress || r.Target.PortGroup != "web" || r.Protocol != policy.ProtoTCP || r.Action != policy.ActionAllow ||
+		!r.Log || r.DSCP == nil || *r.DSCP != 46 || r.Class != "gold" || fmt.Sprint(r.Ports) != "[{80 80} {443 443} {8000 8080}]" {
+		t.Errorf("rule 0: %+v", r)
+	}
+	if r := p.Rules[1]; r.Target.Segment != "web" || r.Protocol != policy.ProtoICMP || fmt.Sprint(r.ICMPTypes) != "[8]" {
+		t.Errorf("rule 1: %+v", r)
+	}
+	if d := p.Segments[0]; d.Ingress != policy.ActionDeny || d.Egress != policy.ActionAllow {
+		t.Errorf("segment default %+v (an unset direction allows)", d)
+	}
+	q := p.QoS[0]
+	if q.EgressRate != 100_000_000 || q.EgressBurst != 64<<10 || q.IngressRate != 2_500_000_000 || q.IngressBurst != 1<<20 ||
+		q.Classes[0].Rate != 20_000_000 || q.Classes[0].Ceil != 100_000_000 || q.Classes[0].Priority != 1 {
+		t.Errorf("qos %+v", q)
+	}
+	if got := fmt.Sprint(p.PublicAddresses()); got != "[203.0.113.1 203.0.113.10 203.0.113.11]" {
+		t.Errorf("public addresses %s", got)
+	}
+	if pf := p.NAT.PortForwards[0]; pf.Protocol != policy.ProtoTCP || pf.Port != 8080 || pf.InternalPort != 80 {
+		t.Errorf("port forward %+v", pf)
+	}
+}
+
+func TestLoadPolicyBad(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "bad.yaml")
+	body := `router-id: 10.0.0.1
+asn: 65000
+vtep-address: 10.0.0.1
+tenants: [{name: blue, segments: [{name: web, vni: 100}]}]
+policies:
+  - tenant: green
+  - tenant: blue
+    rules:
+      - {name: r, direction: sideways, action: maybe, protocol: sctp, ports: ["80-x"], dscp: 64, remote: {prefixes: [10.1.1.1/24]}}
+    nat: {snat: not-an-ip}
+    qos:
+      - {port: tap-vm1, egress: {rate: fast, burst: 64kib}}
+`
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p, nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, must := range []string{
+		`policies[0].tenant: "green" is not a configured tenant`,
+		`policies[1].rules[0].direction: "sideways" is not one of ingress`,
+		`policies[1].rules[0].action: "maybe" is not one of allow, deny, reject`,
+		`policies[1].rules[0].protocol: "sctp" is not one of any, tcp, udp, icmp, icmpv6`,
+		`policies[1].rules[0].ports[0]: "80-x" is not a port`,
+		`policies[1].rules[0].dscp: 64 is out of range 0..63`,
+		`policies[1].rules[0].remote.prefixes[0]: "10.1.1.1/24" has host bits set; did you mean 10.1.1.0/24?`,
+		`policies[1].nat.snat: "not-an-ip" is not an IP address`,
+		`policies[1].nat: "(set)" needs tenant "blue" to be routed`,
+		`policies[1].qos[0].egress.rate: "fast" is not a rate`,
+		`policies[1].qos[0].egress.burst: "64kib" is not a size`,
 	} {
 		if !strings.Contains(err.Error(), must) {
 			t.Errorf("error lacks %q", must)

@@ -236,6 +236,8 @@ func (f File) Validate() (*Config, []string) {
 		c.Tenants = append(c.Tenants, tc)
 	}
 
+	c.Policies = policies(f.Policies, c.Tenants, bad)
+
 	// api, state, log
 	c.APIListen = f.API.Listen
 	switch {
