@@ -25,6 +25,34 @@ type Tenant struct {
 	// L3 makes the tenant a routed network (symmetric IRB); nil for an L2
 	// only tenant.
 	L3 *TenantL3
+	// Uplink is the tenant's external gateway link (for NAT); nil for
+	// none. It needs a routed tenant.
+	Uplink *Uplink
+}
+
+// Uplink connects a tenant namespace to the outside: a link named
+// "uplink" in the tenant namespace carrying the tenant's default route,
+// and host routes in evpnd's namespace that bring the tenant's public
+// addresses to it. What is translated on it is policy's (nftables).
+type Uplink struct {
+	// Interface is an existing interface in evpnd's namespace that is
+	// moved into the tenant namespace and renamed "uplink"; removing the
+	// uplink moves it back under its own name. Empty: evpnd creates a
+	// veth pair whose other end, "evu<hash>", stays in its own namespace.
+	Interface string
+	// Address is the tenant side with its subnet length; zero means
+	// 169.254.0.1/30.
+	Address netip.Prefix
+	// Gateway is the tenant's next hop on the uplink; zero means the
+	// first host address of Address's subnet that is not Address
+	// (169.254.0.2 for the default). With a veth pair evpnd's side
+	// holds it.
+	Gateway netip.Addr
+	// Public are the addresses routed from evpnd's namespace to the
+	// tenant (floating IPs, port-forward and SNAT addresses). Only a veth
+	// uplink gets these routes: with Interface the upstream network
+	// routes them to Address itself.
+	Public []netip.Addr
 }
 
 // TenantL3 is the routed side of a tenant: forwarding on in its namespace,

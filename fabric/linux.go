@@ -81,6 +81,9 @@ type Linux struct {
 	byVNI   map[evpn.VNI]*segState
 	byL3    map[evpn.VNI]*l3State // by L3VNI
 	remote  remoteState
+	// uplinkFwd holds the forwarding sysctls of the underlay evpnd turned
+	// on for tenant uplinks, to turn off when the last uplink goes.
+	uplinkFwd map[string]bool
 
 	// pendMu guards pending on its own, so link watchers never wait for a
 	// Set in progress.
@@ -227,6 +230,7 @@ func New(opts Options) (*Linux, error) {
 		byVNI:     make(map[evpn.VNI]*segState),
 		byL3:      make(map[evpn.VNI]*l3State),
 		remote:    newRemoteState(),
+		uplinkFwd: make(map[string]bool),
 		pending:   make(map[string]portWant),
 	}
 	if err := l.watchUnderlay(); err != nil {

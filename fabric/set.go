@@ -76,6 +76,7 @@ func (l *Linux) Set(ctx context.Context, cfg Config) error {
 	}
 
 	var errs []error
+	uplinks := newUplinkRoutes()
 	byVNI := make(map[evpn.VNI]*segState)
 	byL3 := make(map[evpn.VNI]*l3State)
 	keep := make(map[string]bool)
@@ -117,6 +118,9 @@ func (l *Linux) Set(ctx context.Context, cfg Config) error {
 		if err := l.pruneTenant(t, tc, kept); err != nil {
 			errs = append(errs, fmt.Errorf("tenant %q: %w", tc.Name, err))
 		}
+		if err := l.ensureUplink(ctx, t, tc.Uplink, uplinks); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %q: %w", tc.Name, err))
+		}
 	}
 
 	// Tenants evpnd holds or finds under its prefix that cfg no longer names.
@@ -139,6 +143,9 @@ func (l *Linux) Set(ctx context.Context, cfg Config) error {
 		if err := l.removeTenant(name); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := l.syncUplinkUnderlay(uplinks); err != nil {
+		errs = append(errs, err)
 	}
 
 	l.cfg = cfg
@@ -179,6 +186,7 @@ func validate(cfg Config) error {
 	tenants := make(map[string]int)
 	vnis := make(map[evpn.VNI]string)
 	ports := make(map[string]string)
+	public := make(map[netip.Addr]string)
 	for i, tc := range cfg.Tenants {
 		switch {
 		case tc.Name == "":
@@ -213,6 +221,7 @@ func validate(cfg Config) error {
 				ports[p] = pf
 			}
 		}
+		errs = append(errs, validateUplink(fmt.Sprintf("tenants[%d].uplink", i), tc, ports, public)...)
 		if tc.L3 != nil {
 			field := fmt.Sprintf("tenants[%d].l3", i)
 			if !tc.L3.VNI.Valid() {
@@ -606,6 +615,12 @@ func (l *Linux) removeTenant(nsName string) error {
 	for _, link := range links {
 		a := link.Attrs()
 		if a.Name == "lo" {
+			continue
+		}
+		if isUplink(link) {
+			if err := l.removeUplink(t, link); err != nil {
+				errs = append(errs, fmt.Errorf("namespace %q: %w", nsName, err))
+			}
 			continue
 		}
 		if _, ok := segmentVNI(a.Name, "vx"); ok && link.Type() == "vxlan" {
