@@ -381,9 +381,14 @@ func (s *Server) apiPeer(p PeerConfig) *api.Peer {
 		},
 		Timers:    &api.Timers{Config: timers},
 		Transport: tr,
-		AfiSafis: []*api.AfiSafi{{
-			Config: &api.AfiSafiConfig{Family: evpnFamily, Enabled: true},
-		}},
+		// Unicast carries the public addresses of tenants' uplinks; a
+		// peer that does not support a family just leaves it out of the
+		// session.
+		AfiSafis: []*api.AfiSafi{
+			{Config: &api.AfiSafiConfig{Family: evpnFamily, Enabled: true}},
+			{Config: &api.AfiSafiConfig{Family: ipv4Family, Enabled: true}},
+			{Config: &api.AfiSafiConfig{Family: ipv6Family, Enabled: true}},
+		},
 	}
 }
 

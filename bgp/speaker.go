@@ -21,9 +21,12 @@ type PeerConfig struct {
 
 // Config is the speaker's global configuration.
 type Config struct {
-	RouterID        netip.Addr
-	ASN             uint32
-	NextHop         netip.Addr // the VTEP address; next hop of every route
+	RouterID netip.Addr
+	ASN      uint32
+	NextHop  netip.Addr // the VTEP address; next hop of every route
+	// NextHop6 is the next hop of IPv6 unicast routes; zero means NextHop
+	// when it is IPv6, else the IPv4-mapped ::ffff:<NextHop>.
+	NextHop6        netip.Addr
 	ListenAddresses []netip.Addr
 	ListenPort      int32 // -1: do not listen
 	Peers           []PeerConfig
@@ -49,6 +52,13 @@ type Speaker interface {
 	SetPeers(ctx context.Context, peers []PeerConfig) error
 	// Advertise adds or replaces local routes (Withdraw set: removes them).
 	Advertise(ctx context.Context, routes []evpn.Route) error
+	// AdvertiseUnicast advertises prefixes (withdraw: withdraws them) as
+	// IPv4/IPv6 unicast routes with this host as next hop: the public
+	// addresses of tenants' uplinks. Received unicast routes are not
+	// delivered on Events.
+	AdvertiseUnicast(ctx context.Context, prefixes []netip.Prefix, withdraw bool) error
+	// UnicastRoutes lists the unicast prefixes this host advertises.
+	UnicastRoutes(ctx context.Context) ([]netip.Prefix, error)
 	// Events delivers received best paths (and their withdrawals) in
 	// batches, in order. Routes this host originated are not delivered.
 	Events() <-chan []evpn.Route
