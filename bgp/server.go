@@ -35,6 +35,9 @@ const (
 // originates are advertised, never ones it learned from a ToR or RR.
 const localOnlyPolicy = "evpnd-advertise-local-only"
 
+// noUnicastImport keeps peers' unicast routes out of the RIB.
+const noUnicastImport = "evpnd-no-unicast-import"
+
 // Server is the Speaker of the process: one embedded GoBGP server.
 type Server struct {
 	log    *slog.Logger
@@ -158,6 +161,37 @@ func (s *Server) installExportPolicy(ctx context.Context) error {
 	}})
 	if err != nil {
 		return fmt.Errorf("bgp: export policy assignment: %w", err)
+	}
+	// A host has no use for its peers' unicast routes (it advertises its
+	// public addresses but routes nothing it learns), and a ToR may send a
+	// full table: drop them at import so they cost no RIB memory. GoBGP
+	// runs the global import policy on local paths too, so the statements
+	// match only routes learned from peers.
+	learned := func(name string, t api.Conditions_RouteType) *api.Statement {
+		return &api.Statement{
+			Name:       name,
+			Conditions: &api.Conditions{AfiSafiIn: []*api.Family{ipv4Family, ipv6Family}, RouteType: t},
+			Actions:    &api.Actions{RouteAction: api.RouteAction_REJECT},
+		}
+	}
+	err = s.bgp.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{
+		Name: noUnicastImport,
+		Statements: []*api.Statement{
+			learned(noUnicastImport+"-ibgp", api.Conditions_ROUTE_TYPE_INTERNAL),
+			learned(noUnicastImport+"-ebgp", api.Conditions_ROUTE_TYPE_EXTERNAL),
+		},
+	}})
+	if err != nil {
+		return fmt.Errorf("bgp: import policy: %w", err)
+	}
+	err = s.bgp.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name:          "global",
+		Direction:     api.PolicyDirection_IMPORT,
+		Policies:      []*api.Policy{{Name: noUnicastImport}},
+		DefaultAction: api.RouteAction_ACCEPT,
+	}})
+	if err != nil {
+		return fmt.Errorf("bgp: import policy assignment: %w", err)
 	}
 	return nil
 }

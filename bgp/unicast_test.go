@@ -51,13 +51,44 @@ func TestUnicastNextHop(t *testing.T) {
 	}
 }
 
-// receivedUnicast is what s holds of unicast routes from peers: prefix to
-// next hop.
+// receivedUnicast is what s's peers sent it of unicast routes (its
+// Adj-RIB-In, before the import policy that keeps them out of its RIB):
+// prefix to next hop.
 func receivedUnicast(t *testing.T, s *Server) map[netip.Prefix]netip.Addr {
 	t.Helper()
 	out := map[netip.Prefix]netip.Addr{}
+	s.mu.Lock()
+	var peers []netip.Addr
+	for a := range s.peers {
+		peers = append(peers, a)
+	}
+	s.mu.Unlock()
+	for _, peer := range peers {
+		for _, fam := range []*api.Family{ipv4Family, ipv6Family} {
+			if err := listUnicast(t, s, api.TableType_ADJ_IN, peer.String(), fam, out); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
+}
+
+// ribUnicast is what s's RIB holds of unicast routes from peers.
+func ribUnicast(t *testing.T, s *Server) map[netip.Prefix]netip.Addr {
+	t.Helper()
+	out := map[netip.Prefix]netip.Addr{}
 	for _, fam := range []*api.Family{ipv4Family, ipv6Family} {
-		err := s.bgp.ListPath(context.Background(), &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: fam}, func(d *api.Destination) {
+		if err := listUnicast(t, s, api.TableType_GLOBAL, "", fam, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func listUnicast(t *testing.T, s *Server, table api.TableType, name string, fam *api.Family, out map[netip.Prefix]netip.Addr) error {
+	t.Helper()
+	{
+		err := s.bgp.ListPath(context.Background(), &api.ListPathRequest{TableType: table, Name: name, Family: fam}, func(d *api.Destination) {
 			for _, p := range d.GetPaths() {
 				if a, err := netip.ParseAddr(p.GetNeighborIp()); err != nil || a.IsUnspecified() {
 					continue
@@ -79,11 +110,8 @@ func receivedUnicast(t *testing.T, s *Server) map[netip.Prefix]netip.Addr {
 				out[netip.MustParsePrefix(d.GetPrefix())] = nh
 			}
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		return err
 	}
-	return out
 }
 
 // eventuallyUnicast polls s's received unicast routes until cond holds.
@@ -117,6 +145,9 @@ func TestUnicast(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := eventuallyUnicast(t, b.Server, "both routes at B", func(m map[netip.Prefix]netip.Addr) bool { return len(m) == 2 })
+	if rib := ribUnicast(t, b.Server); len(rib) != 0 {
+		t.Errorf("B's RIB holds peers' unicast routes %v; a host must drop them at import", rib)
+	}
 	if _, ok := got[pub4]; !ok {
 		t.Fatalf("B holds %v, want %v and %v", got, pub4, pub6)
 	}
