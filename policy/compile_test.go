@@ -1,0 +1,183 @@
+package policy
+
+import (
+	"errors"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata")
+
+func u8(v uint8) *uint8 { return &v }
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
+
+func testBinding() Binding {
+	return Binding{
+		Tenant:    "blue",
+		Namespace: "evpn-blue",
+		Segments: []SegmentBinding{
+			{Name: "web", Bridge: "br100", Ports: []string{"tap-a", "tap-b"}},
+			{Name: "db", Bridge: "br200", Ports: []string{"tap-c"}},
+		},
+		Uplink: "up0",
+	}
+}
+
+func TestCompileGolden(t *testing.T) {
+	addrs := map[string][]netip.Addr{
+		"tap-a": {ip("10.0.1.11"), ip("fd00:1::11")},
+		"tap-b": {ip("10.0.1.12")},
+		"tap-c": {ip("10.0.2.21")},
+	}
+	tests := []struct {
+		name string
+		p    Policy
+	}{
+		{"minimal", Policy{
+			Tenant: "blue",
+			Rules: []Rule{{Name: "ssh", Direction: Ingress, Target: Target{Port: "tap-a"},
+				Protocol: ProtoTCP, Ports: []PortRange{{22, 22}}, Action: ActionAllow}},
+			Segments: []SegmentDefault{{Segment: "web", Ingress: ActionDeny}},
+		}},
+		{"full", Policy{
+			Tenant:        "blue",
+			AddressGroups: []AddressGroup{{Name: "office", Prefixes: []netip.Prefix{pfx("192.0.2.0/25"), pfx("192.0.2.128/25"), pfx("2001:db8::/32")}}},
+			PortGroups:    []PortGroup{{Name: "web", Ports: []string{"tap-a", "tap-b"}}},
+			Segments:      []SegmentDefault{{Segment: "web", Ingress: ActionDeny, Egress: ActionAllow}, {Segment: "db", Ingress: ActionReject}},
+			Rules: []Rule{
+				{Name: "http", Priority: 10, Direction: Ingress, Target: Target{PortGroup: "web"}, Protocol: ProtoTCP,
+					Ports: []PortRange{{80, 80}, {443, 443}, {8000, 8099}}, Action: ActionAllow, DSCP: u8(46), Class: "gold"},
+				{Name: "office-ssh", Priority: 5, Direction: Ingress, Target: Target{Port: "tap-a"}, Remote: Remote{AddressGroup: "office"},
+					Protocol: ProtoTCP, Ports: []PortRange{{22, 22}}, Action: ActionAllow, Log: true},
+				{Name: "ping", Priority: 20, Direction: Ingress, Target: Target{Segment: "web"}, Protocol: ProtoICMP,
+					ICMPTypes: []uint8{8}, Action: ActionAllow},
+				{Name: "no-smtp", Priority: 1, Direction: Egress, Target: Target{Segment: "web"},
+					Remote: Remote{Prefixes: []netip.Prefix{pfx("0.0.0.0/0"), pfx("::/0")}}, Protocol: ProtoTCP, Ports: []PortRange{{25, 25}}, Action: ActionReject},
+				{Name: "db-from-web", Direction: Ingress, Target: Target{Port: "tap-c"}, Remote: Remote{Prefixes: []netip.Prefix{pfx("10.0.1.0/24")}},
+					Protocol: ProtoTCP, Ports: []PortRange{{5432, 5432}}, Action: ActionAllow},
+				{Name: "block-bad", Direction: Egress, Target: Target{Port: "tap-b"}, Remote: Remote{Prefixes: []netip.Prefix{pfx("198.51.100.7/32")}}, Action: ActionReject},
+			},
+			QoS: []PortQoS{
+				{Port: "tap-a", EgressRate: 100e6, Classes: []Class{{Name: "gold", Rate: 50e6}}, IngressRate: 80e6},
+				{Port: "tap-b", EgressRate: 100e6, Classes: []Class{{Name: "gold", Rate: 20e6}}},
+			},
+			NAT: &NAT{SNAT: ip("203.0.113.1"),
+				FloatingIPs:  []FloatingIP{{External: ip("203.0.113.10"), Internal: ip("10.0.1.11")}},
+				PortForwards: []PortForward{{External: ip("203.0.113.1"), Protocol: ProtoTCP, Port: 2222, Internal: ip("10.0.2.21"), InternalPort: 22}}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := testBinding()
+			if err := tt.p.Validate(KnownFrom(b)); err != nil {
+				t.Fatalf("validate: %v", err)
+			}
+			rs, err := Compile(tt.p, b, addrs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := rs.String()
+			path := filepath.Join("testdata", tt.name+".nft")
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("compiled ruleset differs from %s (run with -update to accept):\n%s", path, got)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	k := KnownFrom(testBinding())
+	tests := []struct {
+		name string
+		p    Policy
+		want []string // substrings, one per expected problem
+	}{
+		{"valid", Policy{Tenant: "blue", Rules: []Rule{{Name: "a", Direction: Ingress, Target: Target{Port: "tap-a"}, Action: ActionAllow}}}, nil},
+		{"unknown port", Policy{Tenant: "blue", Rules: []Rule{{Name: "a", Direction: Ingress, Target: Target{Port: "tap-x"}, Action: ActionAllow}}},
+			[]string{`rules[0].target.port: "tap-x" is not a port of any segment of tenant blue`}},
+		{"many problems", Policy{Tenant: "blue",
+			PortGroups: []PortGroup{{Name: "g", Ports: []string{"tap-a", "tap-a"}}},
+			Rules: []Rule{
+				{Name: "a", Direction: Ingress, Target: Target{Port: "tap-a", Segment: "web"}, Action: ActionAllow},
+				{Name: "a", Direction: 9, Target: Target{PortGroup: "nope"}, Protocol: ProtoICMP, Ports: []PortRange{{10, 5}}, Action: ActionAllow},
+				{Name: "b c", Direction: Egress, Target: Target{Segment: "web"}, Protocol: ProtoTCP, ICMPTypes: []uint8{8}, DSCP: u8(64), Action: ActionDeny},
+				{Name: "d", Priority: -1, Direction: Egress, Target: Target{Port: "tap-a"}, Class: "gold", Action: ActionAllow},
+			},
+			QoS: []PortQoS{{Port: "tap-a", EgressRate: 10, Classes: []Class{{Name: "x", Rate: 20}, {Name: "x", Rate: 1}}}, {Port: "tap-z"}},
+			NAT: &NAT{Masquerade: true, SNAT: ip("192.0.2.1"),
+				FloatingIPs:  []FloatingIP{{External: ip("192.0.2.5"), Internal: ip("10.0.1.11")}, {External: ip("192.0.2.5"), Internal: ip("fd00::1")}},
+				PortForwards: []PortForward{{External: ip("192.0.2.6"), Protocol: ProtoICMP, Port: 22, Internal: ip("10.0.1.11")}}},
+		}, []string{
+			`portGroups[0].ports[1]: "tap-a" is listed twice`,
+			`rules[0].target`,
+			`rules[1].name: "a" is used by another rule`,
+			`rules[1].direction: 9`,
+			`rules[1].target.portGroup: "nope"`,
+			`rules[1].ports: [{10 5}] need protocol tcp or udp, not icmp`,
+			`rules[1].ports[0]: 10-5 must satisfy 0 < from <= to`,
+			`rules[2].name: "b c" is not a valid name`,
+			`rules[2].icmpTypes`,
+			`rules[2].dscp: 64 is out of range 0..63`,
+			`rules[2].dscp: 64 is only allowed on allow rules`,
+			`rules[3].priority: -1 is negative`,
+			`rules[3].class: "gold" is only allowed on ingress rules`,
+			`rules[3].class: "gold" is not a class of port tap-a`,
+			`qos[0].classes[0].rate: 20 exceeds the port's egress rate 10`,
+			`qos[0].classes[1].name: "x" is used by another class of the port`,
+			`qos[0].classes: 21 rates sum above`,
+			`qos[1].port: "tap-z" is not a port`,
+			`nat.snat: 192.0.2.1 is set together with masquerade`,
+			`nat.floatingIPs[1].external: 192.0.2.5 is used by another floating IP`,
+			`nat.floatingIPs[1].internal: fd00::1 is not of the external address's family`,
+			`nat.portForwards[0].protocol: icmp must be tcp or udp`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.p.Validate(k)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("want *ValidationError, got %v", err)
+			}
+			var got []string
+			for _, p := range ve.Problems {
+				got = append(got, p.String())
+			}
+			for _, w := range tt.want {
+				found := false
+				for _, g := range got {
+					if strings.Contains(g, w) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("missing problem %q in:\n%s", w, strings.Join(got, "\n"))
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Errorf("got %d problems, want %d:\n%s", len(got), len(tt.want), strings.Join(got, "\n"))
+			}
+		})
+	}
+}

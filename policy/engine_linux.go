@@ -1,0 +1,511 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	mnl "github.com/mdlayher/netlink"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure the nftables engine.
+type Options struct {
+	Logger *slog.Logger
+	// NetnsDir is where tenant namespaces are bind-mounted; empty means
+	// /run/netns.
+	NetnsDir string
+}
+
+// Nftables is the policy.Engine of a Linux host: one nftables connection
+// and one netlink handle (for QoS) per tenant namespace.
+type Nftables struct {
+	log *slog.Logger
+	dir string
+
+	mu      sync.Mutex
+	tenants map[string]*tenantState
+	// pending holds addresses learned for tenants not applied yet.
+	pending map[string]map[string][]netip.Addr
+}
+
+// tenantState is what the engine keeps per tenant to recompile on Apply
+// and to update addresses in place.
+type tenantState struct {
+	binding Binding
+	policy  Policy
+	addrs   map[string][]netip.Addr
+	ns      netns.NsHandle
+	conn    *nftables.Conn
+	h       *netlink.Handle
+	rs      *Ruleset
+}
+
+var _ Engine = (*Nftables)(nil)
+
+// New returns an engine with no tenants; Apply adopts a tenant, replacing
+// whatever evpnd tables its namespace holds.
+func New(opts Options) (*Nftables, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.NetnsDir == "" {
+		opts.NetnsDir = "/run/netns"
+	}
+	return &Nftables{
+		log:     opts.Logger,
+		dir:     opts.NetnsDir,
+		tenants: map[string]*tenantState{},
+		pending: map[string]map[string][]netip.Addr{},
+	}, nil
+}
+
+// Apply validates p, compiles it with the addresses known for the tenant's
+// ports, and replaces the tenant's evpnd tables in one batch: the kernel
+// takes all of it or none. Then it shapes the ports' egress (QoS).
+func (e *Nftables) Apply(ctx context.Context, b Binding, p Policy) (Applied, error) {
+	start := time.Now()
+	if err := ctx.Err(); err != nil {
+		return Applied{}, err
+	}
+	if p.Tenant == "" {
+		p.Tenant = b.Tenant
+	}
+	if p.Tenant != b.Tenant {
+		return Applied{}, fmt.Errorf("policy of tenant %s bound to tenant %s", p.Tenant, b.Tenant)
+	}
+	if err := p.Validate(KnownFrom(b)); err != nil {
+		return Applied{}, err
+	}
+	if p.NAT != nil && b.Uplink == "" {
+		return Applied{}, fmt.Errorf("tenant %s: binding.uplink: empty but the policy has nat", b.Tenant)
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.tenants[b.Tenant]
+	if t != nil && t.binding.Namespace != b.Namespace {
+		t.close()
+		t = nil
+	}
+	if t == nil {
+		var err error
+		t, err = e.open(b)
+		if err != nil {
+			return Applied{}, err
+		}
+		if addrs := e.pending[b.Tenant]; addrs != nil {
+			t.addrs = addrs
+		}
+	}
+	if err := bridgeNetfilter(t.ns); err != nil {
+		t.closeIfNew(e.tenants[b.Tenant])
+		return Applied{}, fmt.Errorf("tenant %s: %w", b.Tenant, err)
+	}
+	rs, err := Compile(p, b, t.addrs)
+	if err != nil {
+		t.closeIfNew(e.tenants[b.Tenant])
+		return Applied{}, err
+	}
+	// Counters live in the table being replaced; carry them over so a
+	// rule's count survives changes to other rules.
+	if old, err := readCounters(t.conn); err == nil {
+		for _, c := range rs.inet.counters {
+			if o, ok := old[c.Name]; ok {
+				c.Packets, c.Bytes = o.Packets, o.Bytes
+			}
+		}
+	}
+	replaceTables(t.conn)
+	if err := install(t.conn, rs.inet); err != nil {
+		t.closeIfNew(e.tenants[b.Tenant])
+		return Applied{}, fmt.Errorf("tenant %s: %w", b.Tenant, err)
+	}
+	if err := install(t.conn, rs.bridge); err != nil {
+		t.closeIfNew(e.tenants[b.Tenant])
+		return Applied{}, fmt.Errorf("tenant %s: %w", b.Tenant, err)
+	}
+	if err := t.conn.Flush(); err != nil {
+		t.closeIfNew(e.tenants[b.Tenant])
+		return Applied{}, fmt.Errorf("tenant %s: replace nftables ruleset: %w", b.Tenant, err)
+	}
+	t.binding, t.policy, t.rs = b, p, rs
+	e.tenants[b.Tenant] = t
+	delete(e.pending, b.Tenant)
+	applied := Applied{Tenant: b.Tenant, Rules: len(p.Rules)}
+	if err := applyQoS(t.h, p.QoS); err != nil {
+		applied.Duration = time.Since(start)
+		return applied, fmt.Errorf("tenant %s: ruleset applied but qos failed: %w", b.Tenant, err)
+	}
+	applied.Duration = time.Since(start)
+	e.log.Debug("policy applied", "tenant", b.Tenant, "rules", applied.Rules, "duration", applied.Duration)
+	return applied, nil
+}
+
+// replaceTables queues the deletion of evpnd's tables; adding each first
+// makes the deletion valid whether or not the table exists, all in the
+// same batch as the new tables.
+func replaceTables(c *nftables.Conn) {
+	for _, f := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyBridge} {
+		t := &nftables.Table{Family: f, Name: TableName}
+		c.AddTable(t)
+		c.DelTable(t)
+	}
+}
+
+// install queues the creation of t on c.
+func install(c *nftables.Conn, t *nftTable) error {
+	tbl := c.AddTable(&nftables.Table{Family: t.family, Name: t.name})
+	for _, o := range t.counters {
+		c.AddObj(&nftables.CounterObj{Table: tbl, Name: o.Name, Packets: o.Packets, Bytes: o.Bytes})
+	}
+	chains := make([]*nftables.Chain, len(t.chains))
+	for i, ch := range t.chains {
+		nc := &nftables.Chain{Name: ch.name, Table: tbl}
+		if ch.hook != nil {
+			nc.Hooknum, nc.Priority, nc.Type = ch.hook, ch.prio, ch.typ
+			nc.Policy = ptr(nftables.ChainPolicyAccept)
+		}
+		chains[i] = c.AddChain(nc)
+	}
+	// Sets after chains: verdict map elements name their chains.
+	for _, s := range t.sets {
+		if err := c.AddSet(s.named(tbl), s.elems); err != nil {
+			return fmt.Errorf("set %s: %w", s.name, err)
+		}
+	}
+	for i, ch := range t.chains {
+		for _, r := range ch.rules {
+			for _, a := range r.anon {
+				s := &nftables.Set{Table: tbl, Anonymous: true, Constant: true, KeyType: a.set.key, Interval: a.set.interval}
+				if err := c.AddSet(s, a.set.elems); err != nil {
+					return fmt.Errorf("chain %s: anonymous set: %w", ch.name, err)
+				}
+				a.lookup.SetID, a.lookup.SetName = s.ID, s.Name
+			}
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: chains[i], Exprs: r.exprs})
+		}
+	}
+	return nil
+}
+
+func (s *nftSet) named(t *nftables.Table) *nftables.Set {
+	ns := &nftables.Set{Table: t, Name: s.name, KeyType: s.key, Interval: s.interval}
+	if s.data != nil {
+		ns.IsMap, ns.DataType = true, *s.data
+	}
+	return ns
+}
+
+func (e *Nftables) open(b Binding) (*tenantState, error) {
+	path := filepath.Join(e.dir, b.Namespace)
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: open namespace %s: %w", b.Tenant, path, err)
+	}
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)), nftables.AsLasting(), nftables.WithSockOptions(bigBuffers))
+	if err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("tenant %s: nftables connection: %w", b.Tenant, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		conn.CloseLasting()
+		ns.Close()
+		return nil, fmt.Errorf("tenant %s: netlink handle: %w", b.Tenant, err)
+	}
+	return &tenantState{binding: b, ns: ns, conn: conn, h: h, addrs: map[string][]netip.Addr{}}, nil
+}
+
+// batchBuffer is the netlink socket buffer size: a whole ruleset goes to
+// the kernel in one sendmsg, which must fit the send buffer (10k rules
+// take about 10 MiB), and every message is acknowledged.
+const batchBuffer = 128 << 20
+
+// bigBuffers raises the socket buffers past the system maximum, which
+// evpnd may do as it runs with CAP_NET_ADMIN.
+func bigBuffers(c *mnl.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("netlink socket: %w", err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = errors.Join(
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, batchBuffer),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, batchBuffer))
+	}); err != nil {
+		return fmt.Errorf("netlink socket: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("netlink socket buffers: %w", serr)
+	}
+	return nil
+}
+
+func (t *tenantState) close() {
+	t.conn.CloseLasting()
+	t.h.Close()
+	t.ns.Close()
+}
+
+// closeIfNew closes t when it was opened for a failed first Apply.
+func (t *tenantState) closeIfNew(current *tenantState) {
+	if current != t {
+		t.close()
+	}
+}
+
+// SetPortAddresses replaces the addresses learned on port. Only elements
+// of the dispatch maps change: no table is replaced, so established flows
+// and counters are untouched. An address learned on another port of the
+// tenant moves to this one (a workload moved between ports).
+func (e *Nftables) SetPortAddresses(ctx context.Context, tenant, port string, addrs []netip.Addr) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	want := dedupe(addrs)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.tenants[tenant]
+	if t == nil {
+		if e.pending[tenant] == nil {
+			e.pending[tenant] = map[string][]netip.Addr{}
+		}
+		e.pending[tenant][port] = want
+		return nil
+	}
+	next := map[string][]netip.Addr{port: want}
+	taken := map[netip.Addr]bool{}
+	for _, a := range want {
+		taken[a] = true
+	}
+	for other, list := range t.addrs {
+		if other == port {
+			continue
+		}
+		var kept []netip.Addr
+		for _, a := range list {
+			if !taken[a] {
+				kept = append(kept, a)
+			}
+		}
+		if len(kept) != len(list) {
+			next[other] = kept
+		}
+	}
+	tbl := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+	changed := false
+	// Deletions first, so an address moving between ports is free when
+	// its new element is added.
+	for _, add := range []bool{false, true} {
+		for p, list := range next {
+			d := t.rs.dispatch[p]
+			oldSet := map[netip.Addr]bool{}
+			for _, a := range t.addrs[p] {
+				oldSet[a] = true
+			}
+			newSet := map[netip.Addr]bool{}
+			for _, a := range list {
+				newSet[a] = true
+			}
+			for _, dir := range []struct {
+				chain  string
+				m4, m6 string
+			}{{d.egress, mapEgress4, mapEgress6}, {d.ingress, mapIngress4, mapIngress6}} {
+				if dir.chain == "" {
+					continue
+				}
+				var from, against map[netip.Addr]bool
+				if add {
+					from, against = newSet, oldSet
+				} else {
+					from, against = oldSet, newSet
+				}
+				for a := range from {
+					if against[a] {
+						continue
+					}
+					s := &nftables.Set{Table: tbl, Name: dir.m4, KeyType: nftables.TypeIPAddr, IsMap: true, DataType: nftables.TypeVerdict}
+					if a.Is6() {
+						s.Name, s.KeyType = dir.m6, nftables.TypeIP6Addr
+					}
+					el := []nftables.SetElement{{Key: addrBytes(a), VerdictData: verdict(expr.VerdictGoto, dir.chain)}}
+					var err error
+					if add {
+						err = t.conn.SetAddElements(s, el)
+					} else {
+						err = t.conn.SetDeleteElements(s, el)
+					}
+					if err != nil {
+						return fmt.Errorf("tenant %s: port %s: address %s: %w", tenant, p, a, err)
+					}
+					changed = true
+				}
+			}
+		}
+	}
+	if changed {
+		if err := t.conn.Flush(); err != nil {
+			return fmt.Errorf("tenant %s: port %s: update address maps: %w", tenant, port, err)
+		}
+	}
+	for p, list := range next {
+		if len(list) == 0 {
+			delete(t.addrs, p)
+		} else {
+			t.addrs[p] = list
+		}
+	}
+	return nil
+}
+
+func dedupe(addrs []netip.Addr) []netip.Addr {
+	seen := map[netip.Addr]bool{}
+	var out []netip.Addr
+	for _, a := range addrs {
+		a = a.Unmap()
+		if a.IsValid() && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
+}
+
+// Remove deletes the tenant's evpnd tables and QoS. A tenant the engine
+// never applied is left alone: without a binding it has no namespace.
+func (e *Nftables) Remove(ctx context.Context, tenant string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.pending, tenant)
+	t := e.tenants[tenant]
+	if t == nil {
+		return nil
+	}
+	replaceTables(t.conn)
+	var errs []error
+	if err := t.conn.Flush(); err != nil {
+		errs = append(errs, fmt.Errorf("delete nftables tables: %w", err))
+	}
+	if err := applyQoS(t.h, nil); err != nil {
+		errs = append(errs, fmt.Errorf("remove qos: %w", err))
+	}
+	t.close()
+	delete(e.tenants, tenant)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tenant %s: %w", tenant, err)
+	}
+	return nil
+}
+
+// Counters reads every rule's named counter of every applied tenant.
+func (e *Nftables) Counters(ctx context.Context) ([]Counter, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []Counter
+	var errs []error
+	for name, t := range e.tenants {
+		cs, err := readCounters(t.conn)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: %w", name, err))
+			continue
+		}
+		for n, c := range cs {
+			out = append(out, Counter{Tenant: name, Rule: strings.TrimPrefix(n, counterPre), Packets: c.Packets, Bytes: c.Bytes})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Tenant != out[j].Tenant {
+			return out[i].Tenant < out[j].Tenant
+		}
+		return out[i].Rule < out[j].Rule
+	})
+	return out, errors.Join(errs...)
+}
+
+func readCounters(c *nftables.Conn) (map[string]*nftables.CounterObj, error) {
+	objs, err := c.GetObjects(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
+	if err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	out := map[string]*nftables.CounterObj{}
+	for _, o := range objs {
+		if co, ok := o.(*nftables.CounterObj); ok && strings.HasPrefix(co.Name, counterPre) {
+			out[co.Name] = co
+		}
+	}
+	return out, nil
+}
+
+// Close releases the engine's connections. The rulesets stay in force: a
+// restarted evpnd adopts them with its first Apply.
+func (e *Nftables) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, t := range e.tenants {
+		t.close()
+		delete(e.tenants, name)
+	}
+	return nil
+}
+
+// bridgeNetfilter makes bridged IPv4 and IPv6 traffic in the namespace
+// pass the inet hooks, with conntrack, so one inet table filters bridged
+// and routed traffic alike. The sysctls are per namespace and only
+// reachable from a thread inside it.
+func bridgeNetfilter(ns netns.NsHandle) error {
+	return inNetns(ns, func() error {
+		for _, name := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables"} {
+			path := "/proc/sys/net/bridge/" + name
+			if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
+				return fmt.Errorf("enable br_netfilter: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// inNetns runs fn on a thread locked into ns and moves the thread back
+// before unlocking it. If the thread cannot be moved back it stays locked,
+// so the Go runtime retires it instead of reusing a thread in the wrong
+// namespace.
+func inNetns(ns netns.NsHandle, fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("get thread namespace: %w", err)
+	}
+	defer orig.Close()
+	if err := netns.Set(ns); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter namespace: %w", err)
+	}
+	fnErr := fn()
+	if err := netns.Set(orig); err != nil {
+		return errors.Join(fnErr, fmt.Errorf("restore thread namespace: %w", err))
+	}
+	runtime.UnlockOSThread()
+	return fnErr
+}

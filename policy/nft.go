@@ -1,0 +1,507 @@
+package policy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// This file is the vocabulary the compiler speaks: each builder returns a
+// rule part as nft syntax (for golden files and humans) together with the
+// netlink expressions the kernel gets, so both always say the same thing.
+
+// nftTable is one table of a compiled ruleset.
+type nftTable struct {
+	family   nftables.TableFamily
+	name     string
+	sets     []*nftSet
+	counters []*nftables.CounterObj
+	chains   []*nftChain
+}
+
+// nftSet is a named set or map, or an anonymous one bound to a rule.
+type nftSet struct {
+	name     string // empty: anonymous
+	key      nftables.SetDatatype
+	data     *nftables.SetDatatype // maps only
+	interval bool
+	elems    []nftables.SetElement
+	text     []string
+}
+
+type nftChain struct {
+	name   string
+	hook   *nftables.ChainHook
+	prio   *nftables.ChainPriority
+	typ    nftables.ChainType
+	prioTx string
+	rules  []*nftRule
+}
+
+// nftRule is one rule; lookups into anonymous sets get their set bound at
+// apply time, as anonymous sets live only within one batch.
+type nftRule struct {
+	text  []string
+	exprs []expr.Any
+	anon  []anonRef
+}
+
+type anonRef struct {
+	lookup *expr.Lookup
+	set    *nftSet
+}
+
+func newRule() *nftRule { return &nftRule{} }
+
+func (r *nftRule) add(text string, e ...expr.Any) *nftRule {
+	r.text = append(r.text, text)
+	r.exprs = append(r.exprs, e...)
+	return r
+}
+
+// clone copies r so variants of a rule can share a prefix.
+func (r *nftRule) clone() *nftRule {
+	return &nftRule{
+		text:  append([]string(nil), r.text...),
+		exprs: append([]expr.Any(nil), r.exprs...),
+		anon:  append([]anonRef(nil), r.anon...),
+	}
+}
+
+func (r *nftRule) String() string { return strings.Join(r.text, " ") }
+
+const reg1 = unix.NFT_REG_1
+const reg2 = unix.NFT_REG_2
+
+// ifname pads an interface name as the kernel compares it.
+func ifname(n string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, n)
+	return b
+}
+
+func metaLoad(k expr.MetaKey) *expr.Meta { return &expr.Meta{Key: k, Register: reg1} }
+
+func cmpEq(data []byte) *expr.Cmp { return &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: data} }
+
+func (r *nftRule) iifname(n string) *nftRule {
+	return r.add(fmt.Sprintf("iifname %q", n), metaLoad(expr.MetaKeyIIFNAME), cmpEq(ifname(n)))
+}
+
+func (r *nftRule) oifname(n string) *nftRule {
+	return r.add(fmt.Sprintf("oifname %q", n), metaLoad(expr.MetaKeyOIFNAME), cmpEq(ifname(n)))
+}
+
+type family uint8
+
+const (
+	famAny family = iota
+	fam4
+	fam6
+)
+
+func (f family) String() string {
+	switch f {
+	case fam4:
+		return "ipv4"
+	case fam6:
+		return "ipv6"
+	}
+	return "any"
+}
+
+func (r *nftRule) nfproto(f family) *nftRule {
+	switch f {
+	case fam4:
+		return r.add("meta nfproto ipv4", metaLoad(expr.MetaKeyNFPROTO), cmpEq([]byte{unix.NFPROTO_IPV4}))
+	case fam6:
+		return r.add("meta nfproto ipv6", metaLoad(expr.MetaKeyNFPROTO), cmpEq([]byte{unix.NFPROTO_IPV6}))
+	}
+	return r
+}
+
+var protoNumber = map[Protocol]byte{
+	ProtoTCP:    unix.IPPROTO_TCP,
+	ProtoUDP:    unix.IPPROTO_UDP,
+	ProtoICMP:   unix.IPPROTO_ICMP,
+	ProtoICMPv6: unix.IPPROTO_ICMPV6,
+}
+
+var protoText = map[Protocol]string{
+	ProtoTCP: "tcp", ProtoUDP: "udp", ProtoICMP: "icmp", ProtoICMPv6: "ipv6-icmp",
+}
+
+func (r *nftRule) l4proto(p Protocol) *nftRule {
+	if p == ProtoAny {
+		return r
+	}
+	return r.add("meta l4proto "+protoText[p], metaLoad(expr.MetaKeyL4PROTO), cmpEq([]byte{protoNumber[p]}))
+}
+
+// ctState bits as the kernel defines them (NF_CT_STATE_*_BIT).
+const (
+	ctInvalid     = 1
+	ctEstablished = 1 << 1
+	ctRelated     = 1 << 2
+	ctNew         = 1 << 3
+)
+
+func (r *nftRule) ctState(text string, bits uint32) *nftRule {
+	return r.add("ct state "+text,
+		&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)})
+}
+
+// addrOffset is where an address sits in the network header.
+func addrOffset(f family, source bool) (off, n uint32, text string) {
+	switch {
+	case f == fam4 && source:
+		return 12, 4, "ip saddr"
+	case f == fam4:
+		return 16, 4, "ip daddr"
+	case source:
+		return 8, 16, "ip6 saddr"
+	}
+	return 24, 16, "ip6 daddr"
+}
+
+func loadAddr(f family, source bool) (*expr.Payload, string) {
+	off, n, text := addrOffset(f, source)
+	return &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n}, text
+}
+
+// lookupNamed matches the loaded register against a named set.
+func (r *nftRule) lookupNamed(text string, load expr.Any, set string) *nftRule {
+	return r.add(fmt.Sprintf("%s @%s", text, set), load, &expr.Lookup{SourceRegister: reg1, SetName: set})
+}
+
+// vmap dispatches on the loaded register through a named verdict map.
+func (r *nftRule) vmap(text string, load expr.Any, set string) *nftRule {
+	return r.add(fmt.Sprintf("%s vmap @%s", text, set), load,
+		&expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: set})
+}
+
+// lookupAnon matches the loaded register against an anonymous set.
+func (r *nftRule) lookupAnon(text string, load expr.Any, s *nftSet) *nftRule {
+	l := &expr.Lookup{SourceRegister: reg1}
+	r.anon = append(r.anon, anonRef{lookup: l, set: s})
+	return r.add(fmt.Sprintf("%s { %s }", text, strings.Join(s.text, ", ")), load, l)
+}
+
+func (r *nftRule) counter(name string) *nftRule {
+	return r.add(fmt.Sprintf("counter name %q", name), &expr.Objref{Type: unix.NFT_OBJECT_COUNTER, Name: name})
+}
+
+func (r *nftRule) log(prefix string) *nftRule {
+	return r.add(fmt.Sprintf("log prefix %q", prefix), &expr.Log{Key: 1 << unix.NFTA_LOG_PREFIX, Data: []byte(prefix)})
+}
+
+func verdict(k expr.VerdictKind, chain string) *expr.Verdict {
+	return &expr.Verdict{Kind: k, Chain: chain}
+}
+
+func (r *nftRule) accept() *nftRule { return r.add("accept", verdict(expr.VerdictAccept, "")) }
+func (r *nftRule) drop() *nftRule   { return r.add("drop", verdict(expr.VerdictDrop, "")) }
+func (r *nftRule) jump(c string) *nftRule {
+	return r.add("jump "+c, verdict(expr.VerdictJump, c))
+}
+func (r *nftRule) gotoChain(c string) *nftRule {
+	return r.add("goto "+c, verdict(expr.VerdictGoto, c))
+}
+
+func (r *nftRule) rejectTCP() *nftRule {
+	return r.add("reject with tcp reset", &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
+}
+
+func (r *nftRule) rejectICMPX(code uint8, text string) *nftRule {
+	return r.add("reject with icmpx "+text, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: code})
+}
+
+// markOr sets bits in the packet mark, keeping the others.
+func (r *nftRule) markOr(bits uint32) *nftRule {
+	return r.add(fmt.Sprintf("meta mark set meta mark | 0x%08x", bits),
+		metaLoad(expr.MetaKeyMARK),
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^bits), Xor: binaryutil.NativeEndian.PutUint32(bits)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1})
+}
+
+// markHas matches packets whose mark has all of bits.
+func (r *nftRule) markHas(bits uint32) *nftRule {
+	return r.add(fmt.Sprintf("meta mark & 0x%08x == 0x%08x", bits, bits),
+		metaLoad(expr.MetaKeyMARK),
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		cmpEq(binaryutil.NativeEndian.PutUint32(bits)))
+}
+
+// ctMarkSet writes code into evpnd's bits of the conntrack mark.
+func (r *nftRule) ctMarkSet(code uint32) *nftRule {
+	return r.add(fmt.Sprintf("ct mark set ct mark & 0x%08x | 0x%08x", ^uint32(ctMarkMask), code),
+		&expr.Ct{Register: reg1, Key: expr.CtKeyMARK},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^uint32(ctMarkMask)), Xor: binaryutil.NativeEndian.PutUint32(code)},
+		&expr.Ct{Register: reg1, Key: expr.CtKeyMARK, SourceRegister: true})
+}
+
+func (r *nftRule) ctOriginal() *nftRule {
+	return r.add("ct direction original",
+		&expr.Ct{Register: reg1, Key: expr.CtKeyDIRECTION},
+		cmpEq([]byte{0}))
+}
+
+func (r *nftRule) ctMarkVmap(set string) *nftRule {
+	return r.add(fmt.Sprintf("ct mark & 0x%08x vmap @%s", ctMarkMask, set),
+		&expr.Ct{Register: reg1, Key: expr.CtKeyMARK},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ctMarkMask), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Lookup{SourceRegister: reg1, IsDestRegSet: true, SetName: set})
+}
+
+// dscpSet rewrites the DSCP bits, keeping ECN, with the IPv4 header
+// checksum fixed by the kernel.
+func (r *nftRule) dscpSet(f family, dscp uint8) *nftRule {
+	if f == fam4 {
+		return r.add(fmt.Sprintf("ip dscp set %d", dscp),
+			// A 16-bit aligned write: the kernel's incremental checksum
+			// update works on 16-bit words (nft does the same).
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 2},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 2, Mask: []byte{0xff, 0x03}, Xor: []byte{0, dscp << 2}},
+			&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: reg1, Base: expr.PayloadBaseNetworkHeader,
+				Offset: 0, Len: 2, CsumType: expr.CsumTypeInet, CsumOffset: 10})
+	}
+	// IPv6: version(4) traffic class(8) flow label(20); DSCP is the top six
+	// bits of the traffic class.
+	v := uint16(dscp) << 6
+	return r.add(fmt.Sprintf("ip6 dscp set %d", dscp),
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 2},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 2, Mask: []byte{0xf0, 0x3f}, Xor: []byte{byte(v >> 8), byte(v)}},
+		&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 2})
+}
+
+func (r *nftRule) prioritySet(handle uint32) *nftRule {
+	return r.add(fmt.Sprintf("meta priority set %x:%x", handle>>16, handle&0xffff),
+		&expr.Immediate{Register: reg1, Data: binaryutil.NativeEndian.PutUint32(handle)},
+		&expr.Meta{Key: expr.MetaKeyPRIORITY, SourceRegister: true, Register: reg1})
+}
+
+func (r *nftRule) limitOver(bytesPerSec, burst uint64) *nftRule {
+	return r.add(fmt.Sprintf("limit rate over %d bytes/second burst %d bytes", bytesPerSec, burst),
+		&expr.Limit{Type: expr.LimitTypePktBytes, Rate: bytesPerSec, Over: true, Unit: expr.LimitTimeSecond, Burst: uint32(burst)})
+}
+
+func addrBytes(a netip.Addr) []byte {
+	if a.Is4() {
+		b := a.As4()
+		return b[:]
+	}
+	b := a.As16()
+	return b[:]
+}
+
+// prefixSet builds an interval set of prefixes of one family, merged so
+// the kernel never sees overlapping intervals.
+func prefixSet(name string, f family, prefixes []netip.Prefix) *nftSet {
+	s := &nftSet{name: name, interval: true, key: nftables.TypeIPAddr}
+	if f == fam6 {
+		s.key = nftables.TypeIP6Addr
+	}
+	type span struct{ from, to netip.Addr }
+	var spans []span
+	for _, p := range prefixes {
+		if p.Addr().Is4() != (f == fam4) {
+			continue
+		}
+		p = p.Masked()
+		spans = append(spans, span{p.Addr(), lastAddr(p)})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].from.Less(spans[j].from) })
+	var merged []span
+	for _, sp := range spans {
+		if n := len(merged); n > 0 {
+			last := &merged[n-1]
+			if next := last.to.Next(); !next.IsValid() || sp.from.Compare(next) <= 0 {
+				if sp.to.Compare(last.to) > 0 {
+					last.to = sp.to
+				}
+				continue
+			}
+		}
+		merged = append(merged, sp)
+	}
+	for _, sp := range merged {
+		s.elems = append(s.elems, nftables.SetElement{Key: addrBytes(sp.from)})
+		if end := sp.to.Next(); end.IsValid() {
+			s.elems = append(s.elems, nftables.SetElement{Key: addrBytes(end), IntervalEnd: true})
+		}
+		s.text = append(s.text, spanText(sp.from, sp.to))
+	}
+	return s
+}
+
+func spanText(from, to netip.Addr) string {
+	if from == to {
+		return from.String()
+	}
+	for bits := 0; bits <= from.BitLen(); bits++ {
+		p := netip.PrefixFrom(from, bits)
+		if p.Masked().Addr() == from && lastAddr(p) == to {
+			return p.String()
+		}
+	}
+	return from.String() + "-" + to.String()
+}
+
+// lastAddr is the highest address in p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := addrBytes(p.Masked().Addr())
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+func portSet(ports []PortRange) *nftSet {
+	sorted := append([]PortRange(nil), ports...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].From < sorted[j].From })
+	var merged []PortRange
+	for _, p := range sorted {
+		if n := len(merged); n > 0 && uint32(p.From) <= uint32(merged[n-1].To)+1 {
+			if p.To > merged[n-1].To {
+				merged[n-1].To = p.To
+			}
+			continue
+		}
+		merged = append(merged, p)
+	}
+	s := &nftSet{key: nftables.TypeInetService, interval: true}
+	for _, p := range merged {
+		s.elems = append(s.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.From)})
+		if p.To < 65535 {
+			s.elems = append(s.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.To + 1), IntervalEnd: true})
+		}
+		if p.From == p.To {
+			s.text = append(s.text, fmt.Sprint(p.From))
+		} else {
+			s.text = append(s.text, fmt.Sprintf("%d-%d", p.From, p.To))
+		}
+	}
+	return s
+}
+
+func icmpTypeSet(types []uint8, v6 bool) *nftSet {
+	s := &nftSet{key: nftables.TypeICMPType}
+	if v6 {
+		s.key = nftables.TypeICMP6Type
+	}
+	seen := map[uint8]bool{}
+	sorted := append([]uint8(nil), types...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	for _, t := range sorted {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		s.elems = append(s.elems, nftables.SetElement{Key: []byte{t}})
+		s.text = append(s.text, fmt.Sprint(t))
+	}
+	return s
+}
+
+// verdictMap is a named map from keys to goto verdicts.
+func verdictMap(name string, key nftables.SetDatatype) *nftSet {
+	return &nftSet{name: name, key: key, data: &nftables.TypeVerdict}
+}
+
+func (s *nftSet) addVerdict(key []byte, keyText string, v *expr.Verdict) {
+	s.elems = append(s.elems, nftables.SetElement{Key: key, VerdictData: v})
+	s.text = append(s.text, keyText+" : "+verdictText(v))
+}
+
+func verdictText(v *expr.Verdict) string {
+	switch v.Kind {
+	case expr.VerdictGoto:
+		return "goto " + v.Chain
+	case expr.VerdictJump:
+		return "jump " + v.Chain
+	case expr.VerdictAccept:
+		return "accept"
+	case expr.VerdictDrop:
+		return "drop"
+	}
+	return fmt.Sprint(v.Kind)
+}
+
+// String renders the table in nft's list syntax.
+func (t *nftTable) String() string {
+	var b strings.Builder
+	fam := "inet"
+	if t.family == nftables.TableFamilyBridge {
+		fam = "bridge"
+	}
+	fmt.Fprintf(&b, "table %s %s {\n", fam, t.name)
+	for _, s := range t.sets {
+		kind := "set"
+		typ := s.key.Name
+		if s.data != nil {
+			kind = "map"
+			typ += " : " + s.data.Name
+		}
+		fmt.Fprintf(&b, "\t%s %s {\n\t\ttype %s\n", kind, s.name, typ)
+		if s.interval {
+			b.WriteString("\t\tflags interval\n")
+		}
+		if len(s.text) > 0 {
+			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(s.text, ",\n\t\t\t     "))
+		}
+		b.WriteString("\t}\n")
+	}
+	for _, c := range t.counters {
+		fmt.Fprintf(&b, "\tcounter %s {\n\t}\n", c.Name)
+	}
+	for _, c := range t.chains {
+		fmt.Fprintf(&b, "\tchain %s {\n", c.name)
+		if c.hook != nil {
+			fmt.Fprintf(&b, "\t\ttype %s hook %s priority %s; policy accept;\n", c.typ, hookText(t.family, *c.hook), c.prioTx)
+		}
+		for _, r := range c.rules {
+			fmt.Fprintf(&b, "\t\t%s\n", r)
+		}
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func hookText(f nftables.TableFamily, h nftables.ChainHook) string {
+	switch h {
+	case unix.NF_INET_PRE_ROUTING:
+		return "prerouting"
+	case unix.NF_INET_LOCAL_IN:
+		return "input"
+	case unix.NF_INET_FORWARD:
+		return "forward"
+	case unix.NF_INET_LOCAL_OUT:
+		return "output"
+	case unix.NF_INET_POST_ROUTING:
+		return "postrouting"
+	}
+	return fmt.Sprint(uint32(h))
+}
+
+// markKey is a mark-typed set key, which the kernel holds in host order.
+func markKey(v uint32) []byte {
+	b := make([]byte, 4)
+	binary.NativeEndian.PutUint32(b, v)
+	return b
+}
