@@ -22,6 +22,7 @@ import (
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/config"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/daemon"
 	"github.com/evpnd/evpnd/fabric"
+	"github.com/evpnd/evpnd/policy"
 )
 
 // version is set by the build (-ldflags "-X main.version=...").
@@ -78,7 +79,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer dp.Close()
-	d := daemon.New(log, cfg, bgp.New(log.With("component", "bgp")), dp)
+	pol, err := policy.New(policy.Options{Logger: log.With("component", "policy")})
+	if err != nil {
+		log.Error("policy engine", "err", err)
+		return 1
+	}
+	defer pol.Close()
+	d := daemon.New(log, cfg, bgp.New(log.With("component", "bgp")), dp, pol)
 	if err := d.Run(ctx); err != nil {
 		log.Error("evpnd failed", "err", err)
 		return 1

@@ -337,6 +337,12 @@ func (c *Config) Fabric() fabric.Config {
 			}
 			ft.Segments = append(ft.Segments, fs)
 		}
+		for _, p := range c.Policies {
+			if p.Tenant == t.Name && p.NAT != nil {
+				ft.Uplink = &fabric.Uplink{Interface: p.NAT.Interface, Address: p.NAT.Address,
+					Gateway: p.NAT.Gateway, Public: p.PublicAddresses()}
+			}
+		}
 		if t.L3 != nil {
 			l3 := &fabric.TenantL3{VNI: t.L3.VNI, RouterMAC: c.RouterMAC}
 			for _, r := range t.L3.Routes {

@@ -316,3 +316,32 @@ policies:
 		t.Log(err)
 	}
 }
+
+// TestLoadPolicySemantics checks that the policy package's own validation
+// runs at load time, with config paths in front of its field paths.
+func TestLoadPolicySemantics(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "sem.yaml")
+	body := `router-id: 10.0.0.1
+asn: 65000
+vtep-address: 10.0.0.1
+tenants: [{name: blue, segments: [{name: web, vni: 100, ports: [tap-vm1]}]}]
+policies:
+  - tenant: blue
+    rules:
+      - {name: r1, direction: ingress, port: tap-nope, action: allow}
+      - {name: r1, direction: ingress, segment: web, port-group: ghosts, action: deny}
+`
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p, nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, must := range []string{"policies[0].rules[0].target.port", "tap-nope", "policies[0].rules[1]"} {
+		if !strings.Contains(err.Error(), must) {
+			t.Errorf("error lacks %q:\n%v", must, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -115,7 +116,7 @@ type ClassDef struct {
 // policies turns the policies section into policy values, checking the
 // syntax of every field; the semantics (references, ranges) are checked by
 // policy.Validate against the tenant's segments.
-func policies(defs []PolicyDef, tenants []Tenant, bad func(string, any, string, ...any)) []policy.Policy {
+func policies(defs []PolicyDef, tenants []Tenant, problems *[]string, bad func(string, any, string, ...any)) []policy.Policy {
 	known := map[string]Tenant{}
 	for _, t := range tenants {
 		known[t.Name] = t
@@ -161,6 +162,24 @@ func policies(defs []PolicyDef, tenants []Tenant, bad func(string, any, string, 
 		}
 		if ok && t.L3 == nil && p.NAT != nil {
 			bad(path+".nat", "(set)", "needs tenant %q to be routed (l3vni): NAT routes tenant traffic to its uplink", d.Tenant)
+		}
+		if ok {
+			// The semantic rules (references, ranges, classes) are the
+			// policy package's, the same the API will apply.
+			k := policy.Known{Segments: map[string][]string{}}
+			for _, s := range t.Segments {
+				k.Segments[s.Name] = s.Ports
+			}
+			var verr *policy.ValidationError
+			if err := p.Validate(k); errors.As(err, &verr) {
+				for _, pr := range verr.Problems {
+					probs := pr
+					probs.Field = path + "." + pr.Field
+					*problems = append(*problems, probs.String())
+				}
+			} else if err != nil {
+				bad(path, d.Tenant, "is refused: %v", err)
+			}
 		}
 		out = append(out, p)
 	}

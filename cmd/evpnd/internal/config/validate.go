@@ -236,7 +236,7 @@ func (f File) Validate() (*Config, []string) {
 		c.Tenants = append(c.Tenants, tc)
 	}
 
-	c.Policies = policies(f.Policies, c.Tenants, bad)
+	c.Policies = policies(f.Policies, c.Tenants, &probs, bad)
 
 	// api, state, log
 	c.APIListen = f.API.Listen

@@ -20,6 +20,7 @@ import (
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/config"
 	"github.com/evpnd/evpnd/evpn"
 	"github.com/evpnd/evpnd/fabric"
+	"github.com/evpnd/evpnd/policy"
 )
 
 // Speaker is what the daemon needs of the BGP side.
@@ -33,6 +34,7 @@ type Daemon struct {
 	cfg     *config.Config
 	speaker Speaker
 	dp      fabric.Datapath
+	pol     policy.Engine
 	rib     *evpn.RIB
 	segs    map[evpn.VNI]evpn.Segment
 	local   map[macKey]*localMAC
@@ -58,12 +60,13 @@ type localMAC struct {
 }
 
 // New builds a daemon over a speaker and a datapath; Run starts them.
-func New(log *slog.Logger, cfg *config.Config, sp Speaker, dp fabric.Datapath) *Daemon {
+func New(log *slog.Logger, cfg *config.Config, sp Speaker, dp fabric.Datapath, pol policy.Engine) *Daemon {
 	return &Daemon{
 		log:     log,
 		cfg:     cfg,
 		speaker: sp,
 		dp:      dp,
+		pol:     pol,
 		rib:     evpn.NewRIB(cfg.VTEP),
 		segs:    map[evpn.VNI]evpn.Segment{},
 		local:   map[macKey]*localMAC{},
@@ -98,6 +101,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.speaker.Advertise(ctx, d.originated(segs)); err != nil {
 		d.log.Error("advertise segment and prefix routes", "err", err)
 	}
+	d.applyPolicies(ctx)
 
 	api, err := d.serveAPI()
 	if err != nil {
@@ -239,6 +243,7 @@ func (d *Daemon) learn(ctx context.Context, l fabric.Learned) {
 			if lm.ips[l.IP] {
 				delete(lm.ips, l.IP)
 				d.advertise(ctx, seg.MACIPRoute(d.cfg.VTEP, l.MAC, l.IP, lm.seq), true)
+				d.portAddressesChanged(ctx, lm.tenant, lm.port)
 				log.Info("local ip gone", "ip", l.IP)
 			}
 			return
@@ -258,6 +263,7 @@ func (d *Daemon) learn(ctx context.Context, l fabric.Learned) {
 	if l.IP.IsValid() && !lm.ips[l.IP] {
 		lm.ips[l.IP] = true
 		d.advertise(ctx, seg.MACIPRoute(d.cfg.VTEP, l.MAC, l.IP, lm.seq), false)
+		d.portAddressesChanged(ctx, lm.tenant, lm.port)
 		log.Info("local ip learned", "ip", l.IP, "seq", lm.seq)
 	}
 }
@@ -276,6 +282,9 @@ func (d *Daemon) forget(ctx context.Context, seg evpn.Segment, k macKey, lm *loc
 		d.log.Error("withdraw local mac", "vni", k.vni, "mac", mac.String(), "err", err)
 	}
 	delete(d.local, k)
+	if len(lm.ips) > 0 {
+		d.portAddressesChanged(ctx, lm.tenant, lm.port)
+	}
 	_, diff := d.rib.Local(k.vni, mac, false)
 	d.apply(ctx, diff)
 }
