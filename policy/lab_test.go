@@ -173,9 +173,6 @@ func (l *lab) dialTCP(ns, addr string) (net.Conn, error) {
 
 func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 func isTimeout(err error) bool { var ne net.Error; return errors.As(err, &ne) && ne.Timeout() }
-func isUnreach(err error) bool {
-	return errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EACCES)
-}
 
 func echo(c net.Conn) error {
 	c.SetDeadline(time.Now().Add(time.Second))
