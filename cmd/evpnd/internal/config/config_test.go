@@ -345,3 +345,38 @@ policies:
 		}
 	}
 }
+
+// TestReadmePolicyExample keeps the README's worked policy example valid.
+func TestReadmePolicyExample(t *testing.T) {
+	readme, err := os.ReadFile("../../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(readme)
+	i := strings.Index(s, "policies:\n  - tenant: blue")
+	if i < 0 {
+		t.Fatal("README has no policy example starting with `policies:\\n  - tenant: blue`")
+	}
+	j := strings.Index(s[i:], "```")
+	head := `router-id: 10.0.0.1
+asn: 65000
+vtep-address: 10.0.0.1
+tenants:
+  - name: blue
+    l3vni: 5000
+    segments:
+      - {name: web, vni: 100, gateway: 172.31.1.254/24, ports: [tap-w1, tap-w2]}
+      - {name: db, vni: 120, gateway: 172.31.3.254/24, ports: [tap-d1]}
+`
+	p := filepath.Join(t.TempDir(), "readme.yaml")
+	if err := os.WriteFile(p, []byte(head+s[i:i+j]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatalf("the README's policy example is refused:\n%v", err)
+	}
+	if n := len(cfg.Policies[0].Rules); n != 6 {
+		t.Errorf("example has %d rules, want 6", n)
+	}
+}
