@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/evpnd/evpnd/evpn"
+	"github.com/evpnd/evpnd/fabric/kernel"
 )
 
 // Socket and window sizes for pipelined writes. The kernel handles every
@@ -318,7 +319,7 @@ type batchWriter struct {
 
 func newBatchWriter(ns netns.NsHandle) (*batchWriter, error) {
 	w := &batchWriter{fd: -1}
-	err := inNetns(ns, func() error {
+	err := kernel.InNetns(ns, func() error {
 		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 		if err != nil {
 			return fmt.Errorf("netlink socket: %w", err)

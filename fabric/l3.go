@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/evpnd/evpnd/evpn"
+	"github.com/evpnd/evpnd/fabric/kernel"
 )
 
 // Route metrics. EVPN routes carry their own metric, so NLM_F_REPLACE can
@@ -36,7 +37,7 @@ const addrGenModeNone = 1
 // value differs, from a thread inside ns: /proc/sys/net resolves against
 // the calling thread's namespace.
 func setSysctls(ns netns.NsHandle, kv ...[2]string) error {
-	return inNetns(ns, func() error {
+	return kernel.InNetns(ns, func() error {
 		var errs []error
 		for _, e := range kv {
 			path := "/proc/sys/" + e[0]
@@ -92,7 +93,7 @@ func prepareGatewayBridge(t *tenantNS, br netlink.Link, sc Segment) error {
 // gws. Addresses someone else added are left alone, including one equal
 // to a gateway.
 func (l *Linux) ensureGateways(ctx context.Context, t *tenantNS, s *segState, gws []netip.Prefix) error {
-	addrs, err := dump("addresses", t.bw.dumpAddrs)
+	addrs, err := kernel.Dump("addresses", t.bw.dumpAddrs)
 	if err != nil {
 		return err
 	}
@@ -179,7 +180,7 @@ func (l *Linux) ensureL3(ctx context.Context, t *tenantNS, tc Tenant, vtep netip
 // ensureStaticRoutes makes the routes tagged staticProto in the tenant's
 // main table equal want.
 func (l *Linux) ensureStaticRoutes(ctx context.Context, t *tenantNS, want []StaticRoute) error {
-	routes, err := dump("static routes", func() ([]netlink.Route, error) {
+	routes, err := kernel.Dump("static routes", func() ([]netlink.Route, error) {
 		return t.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: staticProto}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	})
 	if err != nil {
@@ -430,7 +431,7 @@ func (l *Linux) viewL3(st *l3State, fdb []netlink.Neigh) (*l3View, error) {
 		}
 	}
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		ns, err := dump("neighbors", func() ([]netlink.Neigh, error) { return t.h.NeighList(st.brIndex, fam) })
+		ns, err := kernel.Dump("neighbors", func() ([]netlink.Neigh, error) { return t.h.NeighList(st.brIndex, fam) })
 		if err != nil {
 			return nil, err
 		}
@@ -446,7 +447,7 @@ func (l *Linux) viewL3(st *l3State, fdb []netlink.Neigh) (*l3View, error) {
 			v.neigh[ip] = mac
 		}
 	}
-	routes, err := dump("routes", func() ([]netlink.Route, error) {
+	routes, err := kernel.Dump("routes", func() ([]netlink.Route, error) {
 		return t.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: routeProto}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	})
 	if err != nil {
@@ -586,7 +587,7 @@ func (l *Linux) Routes(ctx context.Context) ([]Route, error) {
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
-		routes, err := dump("routes", func() ([]netlink.Route, error) {
+		routes, err := kernel.Dump("routes", func() ([]netlink.Route, error) {
 			return t.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 		})
 		if err != nil {
@@ -594,7 +595,7 @@ func (l *Linux) Routes(ctx context.Context) ([]Route, error) {
 			continue
 		}
 		names := make(map[int]string)
-		if links, err := dump("links", t.h.LinkList); err == nil {
+		if links, err := kernel.Dump("links", t.h.LinkList); err == nil {
 			for _, link := range links {
 				names[link.Attrs().Index] = link.Attrs().Name
 			}

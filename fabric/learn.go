@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/evpnd/evpnd/evpn"
+	"github.com/evpnd/evpnd/fabric/kernel"
 )
 
 // Subscription sizes. The channel buffers decouple the library's socket
@@ -287,7 +288,7 @@ func (lr *learner) resync() bool {
 	}
 	lr.l.log.Warn("learning events lost, resynchronising", "tenant", lr.t.name)
 	h := lr.t.h
-	links, err := dump("links", h.LinkList)
+	links, err := kernel.Dump("links", h.LinkList)
 	if err != nil {
 		lr.l.log.Error("learning resync", "tenant", lr.t.name, "err", err)
 		return true
@@ -300,7 +301,7 @@ func (lr *learner) resync() bool {
 	seenMAC := make(map[macKey]bool)
 	seenIP := make(map[ipKey]bool)
 	for _, fam := range []int{unix.AF_BRIDGE, unix.AF_INET, unix.AF_INET6} {
-		ns, err := dump("neighbors", func() ([]netlink.Neigh, error) { return h.NeighList(0, fam) })
+		ns, err := kernel.Dump("neighbors", func() ([]netlink.Neigh, error) { return h.NeighList(0, fam) })
 		if err != nil {
 			lr.l.log.Error("learning resync", "tenant", lr.t.name, "err", err)
 			return true

@@ -1,7 +1,6 @@
 package fabric
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -302,23 +301,4 @@ func (t *tenantNS) shutdown() {
 	if t.ns.IsOpen() {
 		t.ns.Close()
 	}
-}
-
-// dump runs a netlink dump, retrying when the kernel reports the dump was
-// interrupted by a concurrent change.
-func dump[T any](what string, fn func() (T, error)) (T, error) {
-	var (
-		v   T
-		err error
-	)
-	for range 5 {
-		v, err = fn()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
-	if err != nil {
-		return v, fmt.Errorf("dump %s: %w", what, err)
-	}
-	return v, nil
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/evpnd/evpnd/evpn"
+	"github.com/evpnd/evpnd/fabric/kernel"
 )
 
 func TestMain(m *testing.M) {
@@ -733,7 +734,7 @@ func inNamed(t testing.TB, name string, fn func() error) error {
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	return inNetns(ns, fn)
+	return kernel.InNetns(ns, fn)
 }
 
 // poke makes the namespace resolve addr (ARP), so frames flow both ways.

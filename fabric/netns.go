@@ -15,30 +15,6 @@ import (
 // does, so that `ip netns exec` and other tools see evpnd's tenants.
 const netnsDir = "/run/netns"
 
-// inNetns runs fn on a thread locked into ns and moves the thread back
-// before unlocking it. If the thread cannot be moved back it stays locked,
-// so the Go runtime retires it instead of reusing a thread in the wrong
-// namespace.
-func inNetns(ns netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get thread namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter namespace: %w", err)
-	}
-	fnErr := fn()
-	if err := netns.Set(orig); err != nil {
-		return errors.Join(fnErr, fmt.Errorf("restore thread namespace: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return fnErr
-}
-
 // openOrCreateNetns opens the named namespace, creating and bind-mounting
 // it when it does not exist. created reports whether it was made now.
 func openOrCreateNetns(name string) (ns netns.NsHandle, created bool, err error) {

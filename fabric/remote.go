@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/evpnd/evpnd/evpn"
+	"github.com/evpnd/evpnd/fabric/kernel"
 )
 
 // maxReportedErrors bounds how many failed writes one batch spells out; a
@@ -295,7 +296,7 @@ func (l *Linux) view(t *tenantNS) (*kernelView, error) {
 			v.vxVNI[s.vxIndex] = vni
 		}
 	}
-	fdb, err := dump("bridge fdb", func() ([]netlink.Neigh, error) { return t.h.NeighList(0, unix.AF_BRIDGE) })
+	fdb, err := kernel.Dump("bridge fdb", func() ([]netlink.Neigh, error) { return t.h.NeighList(0, unix.AF_BRIDGE) })
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +325,7 @@ func (l *Linux) view(t *tenantNS) (*kernelView, error) {
 		}
 	}
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		ns, err := dump("neighbors", func() ([]netlink.Neigh, error) { return t.h.NeighList(0, fam) })
+		ns, err := kernel.Dump("neighbors", func() ([]netlink.Neigh, error) { return t.h.NeighList(0, fam) })
 		if err != nil {
 			return nil, err
 		}
@@ -492,7 +493,7 @@ func (l *Linux) MACs(ctx context.Context) ([]MAC, error) {
 			continue
 		}
 		names := make(map[int]string)
-		if links, err := dump("links", t.h.LinkList); err == nil {
+		if links, err := kernel.Dump("links", t.h.LinkList); err == nil {
 			for _, link := range links {
 				names[link.Attrs().Index] = link.Attrs().Name
 			}

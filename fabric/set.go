@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/evpnd/evpnd/evpn"
+	"github.com/evpnd/evpnd/fabric/kernel"
 )
 
 // Device names inside a tenant namespace; the namespace is evpnd's, so the
@@ -276,7 +277,7 @@ func (l *Linux) vtepMTU(vtep netip.Addr) (int, error) {
 	if vtep.Is6() && !vtep.Is4In6() {
 		family = unix.AF_INET6
 	}
-	addrs, err := dump("underlay addresses", func() ([]netlink.Addr, error) { return l.uh.AddrList(nil, family) })
+	addrs, err := kernel.Dump("underlay addresses", func() ([]netlink.Addr, error) { return l.uh.AddrList(nil, family) })
 	if err != nil {
 		return 0, err
 	}
@@ -523,7 +524,7 @@ func (l *Linux) attachPort(s *segState, name string) error {
 // kept and hands back to the underlay the ports that no segment claims any
 // more.
 func (l *Linux) pruneTenant(t *tenantNS, tc Tenant, kept map[evpn.VNI]bool) error {
-	links, err := dump("links", t.h.LinkList)
+	links, err := kernel.Dump("links", t.h.LinkList)
 	if err != nil {
 		return err
 	}
@@ -607,7 +608,7 @@ func (l *Linux) removeTenant(nsName string) error {
 			return fmt.Errorf("namespace %q: netlink handle: %w", nsName, err)
 		}
 	}
-	links, err := dump("links", t.h.LinkList)
+	links, err := kernel.Dump("links", t.h.LinkList)
 	if err != nil {
 		return fmt.Errorf("namespace %q: %w", nsName, err)
 	}

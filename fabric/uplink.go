@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/evpnd/evpnd/fabric/kernel"
 )
 
 // The uplink's device names: "uplink" in the tenant namespace, and for a
@@ -207,7 +209,7 @@ func newUplinkRoutes() *uplinkRoutes {
 // findUplink is the tenant's uplink device: "uplink", or an interface
 // evpnd moved in and had not renamed yet when it stopped.
 func findUplink(t *tenantNS) (netlink.Link, error) {
-	links, err := dump("links", t.h.LinkList)
+	links, err := kernel.Dump("links", t.h.LinkList)
 	if err != nil {
 		return nil, err
 	}
@@ -441,7 +443,7 @@ func (l *Linux) removeUplink(t *tenantNS, link netlink.Link) error {
 // ensureUplinkAddrs makes the addresses evpnd tagged on the tenant's
 // uplink equal want; untagged ones (the kernel's link-local) stay.
 func (l *Linux) ensureUplinkAddrs(ctx context.Context, t *tenantNS, ifindex int, want []netip.Prefix) error {
-	addrs, err := dump("addresses", t.bw.dumpAddrs)
+	addrs, err := kernel.Dump("addresses", t.bw.dumpAddrs)
 	if err != nil {
 		return err
 	}
@@ -470,7 +472,7 @@ func (l *Linux) ensureUplinkAddrs(ctx context.Context, t *tenantNS, ifindex int,
 // evpnd's, so every address on it is.
 func (l *Linux) ensurePeer(peer netlink.Link, s uplinkSpec) error {
 	want := []netip.Prefix{netip.PrefixFrom(s.gateway, s.addr.Bits()), peerLinkLocal}
-	addrs, err := dump("addresses", func() ([]netlink.Addr, error) { return l.uh.AddrList(peer, netlink.FAMILY_ALL) })
+	addrs, err := kernel.Dump("addresses", func() ([]netlink.Addr, error) { return l.uh.AddrList(peer, netlink.FAMILY_ALL) })
 	if err != nil {
 		return err
 	}
@@ -521,7 +523,7 @@ func (l *Linux) ensureUplinkDefault(t *tenantNS, ifindex int, s uplinkSpec) erro
 	if s.wants6() && !s.gateway.Is6() {
 		want[true] = peerLinkLocal.Addr()
 	}
-	routes, err := dump("uplink routes", func() ([]netlink.Route, error) {
+	routes, err := kernel.Dump("uplink routes", func() ([]netlink.Route, error) {
 		return t.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: uplinkProto}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	})
 	if err != nil {
@@ -577,7 +579,7 @@ func (l *Linux) ensureUplinkDefault(t *tenantNS, ifindex int, s uplinkSpec) erro
 // kernel ignores router advertisements unless accept_ra is 2.
 func (l *Linux) syncUplinkUnderlay(want *uplinkRoutes) error {
 	var errs []error
-	links, err := dump("links", l.uh.LinkList)
+	links, err := kernel.Dump("links", l.uh.LinkList)
 	if err != nil {
 		return err
 	}
@@ -587,7 +589,7 @@ func (l *Linux) syncUplinkUnderlay(want *uplinkRoutes) error {
 			evu[link.Attrs().Index] = true
 		}
 	}
-	routes, err := dump("public routes", func() ([]netlink.Route, error) {
+	routes, err := kernel.Dump("public routes", func() ([]netlink.Route, error) {
 		return l.uh.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: publicProto}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	})
 	if err != nil {
@@ -641,7 +643,7 @@ func (l *Linux) uplinkForwarding(on4, on6 bool) error {
 		switch {
 		case on && !l.uplinkFwd[key]:
 			var was []byte
-			err := inNetns(l.underlay, func() (err error) {
+			err := kernel.InNetns(l.underlay, func() (err error) {
 				was, err = os.ReadFile("/proc/sys/" + key)
 				return err
 			})

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +19,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/evpnd/evpnd/fabric/kernel"
 )
 
 // Options configure the nftables engine.
@@ -475,7 +476,7 @@ func (e *Nftables) Close() error {
 // and routed traffic alike. The sysctls are per namespace and only
 // reachable from a thread inside it.
 func bridgeNetfilter(ns netns.NsHandle) error {
-	return inNetns(ns, func() error {
+	return kernel.InNetns(ns, func() error {
 		for _, name := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables"} {
 			path := "/proc/sys/net/bridge/" + name
 			if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
@@ -484,28 +485,4 @@ func bridgeNetfilter(ns netns.NsHandle) error {
 		}
 		return nil
 	})
-}
-
-// inNetns runs fn on a thread locked into ns and moves the thread back
-// before unlocking it. If the thread cannot be moved back it stays locked,
-// so the Go runtime retires it instead of reusing a thread in the wrong
-// namespace.
-func inNetns(ns netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get thread namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter namespace: %w", err)
-	}
-	fnErr := fn()
-	if err := netns.Set(orig); err != nil {
-		return errors.Join(fnErr, fmt.Errorf("restore thread namespace: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return fnErr
 }

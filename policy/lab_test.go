@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/evpnd/evpnd/fabric/kernel"
 )
 
 // lab is a tenant namespace as evpnd's fabric builds it (segment bridges
@@ -114,7 +116,7 @@ func in(t *testing.T, ns string, fn func()) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if err := inNetns(h, func() error { fn(); return nil }); err != nil {
+	if err := kernel.InNetns(h, func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/evpnd/evpnd/fabric/kernel"
 )
 
 // Egress shaping of workload ports: one HTB tree per port, rooted at
@@ -335,11 +337,11 @@ func sameHTB(a, b *netlink.HtbClass) bool {
 // readTC reads every port's root qdisc in the namespace and the classes of
 // evpnd's HTB qdiscs.
 func readTC(h *netlink.Handle) (map[string]*portTC, error) {
-	links, err := dumpTC("links", h.LinkList)
+	links, err := kernel.Dump("links", h.LinkList)
 	if err != nil {
 		return nil, err
 	}
-	qdiscs, err := dumpTC("qdiscs", func() ([]netlink.Qdisc, error) { return h.QdiscList(nil) })
+	qdiscs, err := kernel.Dump("qdiscs", func() ([]netlink.Qdisc, error) { return h.QdiscList(nil) })
 	if err != nil {
 		return nil, err
 	}
@@ -366,7 +368,7 @@ func readTC(h *netlink.Handle) (map[string]*portTC, error) {
 		if !p.ours() {
 			continue
 		}
-		classes, err := dumpTC("classes of "+name, func() ([]netlink.Class, error) { return h.ClassList(p.link, qdiscHandle) })
+		classes, err := kernel.Dump("classes of "+name, func() ([]netlink.Class, error) { return h.ClassList(p.link, qdiscHandle) })
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -419,23 +421,4 @@ func qosState(h *netlink.Handle) (map[string]PortQoS, error) {
 		out[name] = q
 	}
 	return out, nil
-}
-
-// dumpTC runs a netlink dump, retrying when the kernel reports the dump
-// was interrupted by a concurrent change.
-func dumpTC[T any](what string, fn func() (T, error)) (T, error) {
-	var (
-		v   T
-		err error
-	)
-	for range 5 {
-		v, err = fn()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
-	if err != nil {
-		return v, fmt.Errorf("dump %s: %w", what, err)
-	}
-	return v, nil
 }
