@@ -260,6 +260,19 @@ func (d *Daemon) learn(ctx context.Context, l fabric.Learned) {
 		d.advertise(ctx, seg.MACIPRoute(d.cfg.VTEP, l.MAC, netip.Addr{}, seq), false)
 		log.Info("local mac learned", "port", l.Port, "seq", seq)
 	}
+	if !l.IP.IsValid() && l.Port != "" && l.Port != lm.port {
+		// Only a MAC fact names the port. After a restart the neighbor of
+		// a MAC can be reported before its FDB entry, so the port arrives
+		// here; a MAC that moved between local ports arrives here too. The
+		// policy engine's per-port addresses follow.
+		old := lm.port
+		lm.port = l.Port
+		if len(lm.ips) > 0 {
+			d.portAddressesChanged(ctx, lm.tenant, old)
+			d.portAddressesChanged(ctx, lm.tenant, lm.port)
+		}
+		log.Info("local mac on port", "port", l.Port, "was", old)
+	}
 	if l.IP.IsValid() && !lm.ips[l.IP] {
 		lm.ips[l.IP] = true
 		d.advertise(ctx, seg.MACIPRoute(d.cfg.VTEP, l.MAC, l.IP, lm.seq), false)
