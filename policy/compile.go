@@ -156,6 +156,8 @@ type compiler struct {
 	bridge   *nftTable
 	marks    map[uint32]bool
 	qos      map[string]PortQoS
+	// ruleSets are the named sets of rules' elements made so far.
+	ruleSets map[string]bool
 }
 
 type targetKey struct {
@@ -166,6 +168,7 @@ type targetKey struct {
 
 func (c *compiler) compile() {
 	c.marks = map[uint32]bool{}
+	c.ruleSets = map[string]bool{}
 	c.qos = map[string]PortQoS{}
 	for _, q := range c.p.QoS {
 		c.qos[q.Port] = q
@@ -197,8 +200,8 @@ func (c *compiler) compile() {
 	// Address group sets, per family.
 	for _, g := range c.p.AddressGroups {
 		c.inet.sets = append(c.inet.sets,
-			prefixSet(groupSet(g.Name, fam4), fam4, g.Prefixes),
-			prefixSet(groupSet(g.Name, fam6), fam6, g.Prefixes))
+			spanSet(groupSet(g.Name, fam4), keyType(fam4), prefixSpans(fam4, g.Prefixes)),
+			spanSet(groupSet(g.Name, fam6), keyType(fam6), prefixSpans(fam6, g.Prefixes)))
 	}
 	for _, r := range c.p.Rules {
 		c.inet.counters = append(c.inet.counters, &nftables.CounterObj{Name: counterName(r.Name)})
@@ -371,13 +374,18 @@ func (c *compiler) baseChain(name string, hook *nftables.ChainHook, prio int32, 
 }
 
 // ndTypes are the IPv6 neighbor discovery messages, which must pass
-// whatever the rules say or IPv6 stops working on the segment.
+// whatever the rules say or IPv6 stops working on the segment. They are
+// consecutive: one range matches them all.
 var ndTypes = []uint8{133, 134, 135, 136}
+
+func icmpTypeLoad() *expr.Payload {
+	return &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1}
+}
 
 func (c *compiler) dispatchRules(ch *nftChain, ingress bool) {
 	ch.rules = append(ch.rules,
 		newRule().ctState("established,related", ctEstablished|ctRelated).accept(),
-		newRule().nfproto(fam6).l4proto(ProtoICMPv6).lookupAnon("icmpv6 type", &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1}, icmpTypeSet(ndTypes, true)).accept(),
+		newRule().nfproto(fam6).l4proto(ProtoICMPv6).matchSpan("icmpv6 type", icmpTypeLoad(), icmpTypeSpans(ndTypes)[0]).accept(),
 		newRule().ctState("invalid", ctInvalid).drop(),
 	)
 	m4, m6, ms, mark := mapEgress4, mapEgress6, mapEgressS, markFromPort
@@ -462,36 +470,123 @@ func (c *compiler) rule(r Rule) []*nftRule {
 			}
 			f = fam6
 		}
-		m := newRule().nfproto(f)
+		var addr, ports, icmp *elemMatch
 		if !rm.any {
 			load, text := loadAddr(f, r.Direction == Ingress)
-			if rm.group != "" {
-				m.lookupNamed(text, load, rm.group)
+			if rm.group == "" {
+				addr = &elemMatch{suffix: famSuffix(f), text: text, load: load, key: keyType(f), spans: prefixSpans(f, rm.pfx)}
 			} else {
-				m.lookupAnon(text, load, prefixSet("", f, rm.pfx))
+				addr = &elemMatch{text: text, load: load, group: rm.group}
 			}
 		}
-		m.l4proto(r.Protocol)
 		if len(r.Ports) > 0 {
-			load := &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
-			if len(r.Ports) == 1 && r.Ports[0].From == r.Ports[0].To {
-				m.add(fmt.Sprintf("th dport %d", r.Ports[0].From), load, cmpEq([]byte{byte(r.Ports[0].From >> 8), byte(r.Ports[0].From)}))
-			} else {
-				m.lookupAnon("th dport", load, portSet(r.Ports))
-			}
+			ports = &elemMatch{suffix: "ports", text: "th dport", key: nftables.TypeInetService, spans: portSpans(r.Ports),
+				load: &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}}
 		}
 		if len(r.ICMPTypes) > 0 {
-			text := "icmp type"
+			icmp = &elemMatch{suffix: "icmp", text: "icmp type", key: nftables.TypeICMPType, load: icmpTypeLoad(), spans: icmpTypeSpans(r.ICMPTypes)}
 			if r.Protocol == ProtoICMPv6 {
-				text = "icmpv6 type"
+				icmp.text, icmp.key = "icmpv6 type", nftables.TypeICMP6Type
 			}
-			m.lookupAnon(text, &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-				icmpTypeSet(r.ICMPTypes, r.Protocol == ProtoICMPv6))
 		}
-		out = append(out, c.action(m, r)...)
+		planSplit(addr, ports, icmp)
+		ms := c.expand([]*nftRule{newRule().nfproto(f)}, r, addr)
+		for _, m := range ms {
+			m.l4proto(r.Protocol)
+		}
+		ms = c.expand(ms, r, ports)
+		ms = c.expand(ms, r, icmp)
+		for _, m := range ms {
+			out = append(out, c.action(m, r)...)
+		}
 	}
 	return out
 }
+
+// maxSplit is how many kernel rules one policy rule may become, per
+// family, by splitting its element lists (remote prefixes, ports, ICMP
+// types) into one rule per combination of elements; a list that would
+// pass it is matched through a named set of the rule's own instead.
+//
+// Sets of any kind are what a large policy pays for in this kernel:
+// binding an anonymous set walks the whole pending batch
+// (__nft_set_trans_bind), and creating, filling and looking up a named
+// set each walk the table's list of sets by name (nft_set_lookup_global),
+// so either is quadratic in the number of sets, while rules cost the same
+// each. Split rules keep the rule's meaning: they are adjacent, share the
+// rule's named counter and end in the same verdict, so a packet is counted
+// once, by the first of them that matches, as the one rule would count it.
+const maxSplit = 4
+
+// elemMatch is one element list of a rule as the kernel matches it: a
+// named address group, or spans that are either split across kernel
+// rules or held in a named set of the rule.
+type elemMatch struct {
+	suffix, text string
+	load         expr.Any
+	key          nftables.SetDatatype
+	spans        []keySpan
+	group        string
+	set          bool
+}
+
+// planSplit chooses, in match order, which lists of several spans are
+// split and which go into sets, keeping the product of the split lists'
+// sizes within maxSplit.
+func planSplit(lists ...*elemMatch) {
+	n := 1
+	for _, l := range lists {
+		if l == nil || len(l.spans) < 2 {
+			continue
+		}
+		if n*len(l.spans) <= maxSplit {
+			n *= len(l.spans)
+		} else {
+			l.set = true
+		}
+	}
+}
+
+// expand adds the match of l to every rule of ms, cloning each rule once
+// per span when l is split.
+func (c *compiler) expand(ms []*nftRule, r Rule, l *elemMatch) []*nftRule {
+	switch {
+	case l == nil:
+		return ms
+	case l.group != "":
+		for _, m := range ms {
+			m.lookupNamed(l.text, l.load, l.group)
+		}
+		return ms
+	case l.set:
+		name := ruleSetName(r.Name, l.suffix)
+		if !c.ruleSets[name] {
+			c.ruleSets[name] = true
+			c.inet.sets = append(c.inet.sets, spanSet(name, l.key, l.spans))
+		}
+		for _, m := range ms {
+			m.lookupNamed(l.text, l.load, name)
+		}
+		return ms
+	case len(l.spans) == 1:
+		for _, m := range ms {
+			m.matchSpan(l.text, l.load, l.spans[0])
+		}
+		return ms
+	}
+	out := make([]*nftRule, 0, len(ms)*len(l.spans))
+	for _, m := range ms {
+		for _, sp := range l.spans {
+			out = append(out, m.clone().matchSpan(l.text, l.load, sp))
+		}
+	}
+	return out
+}
+
+// ruleSetName names a set of one rule's elements. Rule names are unique
+// and the suffixes (v4, v6, ports, icmp) end differently, so no two sets
+// share a name; address group sets start with ag_.
+func ruleSetName(rule, suffix string) string { return counterPre + rule + "_" + suffix }
 
 // action appends counter, log and verdict to the match m.
 func (c *compiler) action(m *nftRule, r Rule) []*nftRule {

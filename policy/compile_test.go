@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -71,6 +72,7 @@ func TestCompileGolden(t *testing.T) {
 				FloatingIPs:  []FloatingIP{{External: ip("203.0.113.10"), Internal: ip("10.0.1.11")}},
 				PortForwards: []PortForward{{External: ip("203.0.113.1"), Protocol: ProtoTCP, Port: 2222, Internal: ip("10.0.2.21"), InternalPort: 22}}},
 		}},
+		{"lists", elementPolicy()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,5 +181,89 @@ func TestValidate(t *testing.T) {
 				t.Errorf("got %d problems, want %d:\n%s", len(got), len(tt.want), strings.Join(got, "\n"))
 			}
 		})
+	}
+}
+
+// elementPolicy has one rule per way the compiler matches an element
+// list without anonymous sets: one prefix (mask), an address range that
+// is no prefix, a port range (range), a prefix-shaped port range (mask),
+// lists split across kernel rules, and lists too long to split, held in
+// named sets of their rule.
+func elementPolicy() Policy {
+	return Policy{
+		Tenant:   "blue",
+		Segments: []SegmentDefault{{Segment: "web", Ingress: ActionDeny}},
+		Rules: []Rule{
+			{Name: "near", Direction: Ingress, Target: Target{Port: "tap-a"}, Remote: Remote{Prefixes: []netip.Prefix{pfx("10.0.1.0/28")}},
+				Protocol: ProtoTCP, Ports: []PortRange{{8100, 8150}}, Action: ActionAllow},
+			{Name: "span", Priority: 1, Direction: Ingress, Target: Target{Port: "tap-a"},
+				Remote:   Remote{Prefixes: []netip.Prefix{pfx("10.0.1.11/32"), pfx("10.0.1.12/31")}},
+				Protocol: ProtoTCP, Ports: []PortRange{{8192, 8207}}, Action: ActionAllow},
+			{Name: "split", Priority: 2, Direction: Ingress, Target: Target{Port: "tap-a"},
+				Protocol: ProtoTCP, Ports: []PortRange{{9001, 9001}, {9003, 9003}, {9005, 9005}}, Action: ActionAllow},
+			{Name: "set", Priority: 3, Direction: Ingress, Target: Target{Port: "tap-a"},
+				Remote: Remote{Prefixes: []netip.Prefix{pfx("10.0.2.0/24"), pfx("10.0.3.0/24"), pfx("10.0.5.0/24"), pfx("10.0.7.0/24"),
+					pfx("10.0.9.0/24"), pfx("10.0.11.0/24"), pfx("fd00:9::/64")}},
+				Protocol: ProtoTCP, Ports: []PortRange{{9101, 9101}, {9103, 9103}, {9105, 9105}, {9107, 9107}, {9109, 9109}, {9111, 9111}},
+				Action: ActionAllow},
+			{Name: "pings", Priority: 4, Direction: Ingress, Target: Target{Port: "tap-a"},
+				Remote:   Remote{Prefixes: []netip.Prefix{pfx("10.0.1.12/32"), pfx("10.0.2.21/32")}},
+				Protocol: ProtoICMP, ICMPTypes: []uint8{8, 13}, Action: ActionAllow},
+		},
+	}
+}
+
+func TestSpans(t *testing.T) {
+	hex := func(spans []keySpan) []string {
+		var out []string
+		for _, sp := range spans {
+			out = append(out, fmt.Sprintf("%x-%x %s", sp.from, sp.to, sp.text))
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		got  []keySpan
+		want []string
+	}{
+		{"prefixes merge", prefixSpans(fam4, []netip.Prefix{pfx("192.0.2.0/25"), pfx("192.0.2.128/25"), pfx("2001:db8::/32")}),
+			[]string{"c0000200-c00002ff 192.0.2.0/24"}},
+		{"address range", prefixSpans(fam4, []netip.Prefix{pfx("10.0.1.12/31"), pfx("10.0.1.11/32")}),
+			[]string{"0a00010b-0a00010d 10.0.1.11-10.0.1.13"}},
+		{"v6 only", prefixSpans(fam6, []netip.Prefix{pfx("10.0.0.0/8"), pfx("::/0")}),
+			[]string{"00000000000000000000000000000000-ffffffffffffffffffffffffffffffff ::/0"}},
+		{"ports", portSpans([]PortRange{{443, 443}, {80, 80}, {81, 90}, {8000, 8099}}),
+			[]string{"0050-005a 80-90", "01bb-01bb 443", "1f40-1fa3 8000-8099"}},
+		{"icmp types", icmpTypeSpans([]uint8{136, 133, 134, 135, 8, 8}),
+			[]string{"08-08 8", "85-88 133-136"}},
+	}
+	for _, tt := range tests {
+		if got := hex(tt.got); strings.Join(got, "; ") != strings.Join(tt.want, "; ") {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestPrefixMask(t *testing.T) {
+	tests := []struct {
+		from, to []byte
+		mask     string // hex, empty: not a prefix
+	}{
+		{[]byte{10, 0, 1, 0}, []byte{10, 0, 1, 255}, "ffffff00"},
+		{[]byte{10, 0, 1, 11}, []byte{10, 0, 1, 13}, ""},
+		{[]byte{0, 0, 0, 0}, []byte{255, 255, 255, 255}, "00000000"},
+		{[]byte{0x20, 0x00}, []byte{0x20, 0x0f}, "fff0"},
+		{[]byte{0x1f, 0x40}, []byte{0x1f, 0xa3}, ""},
+		{[]byte{0x20, 0x01}, []byte{0x20, 0x0f}, ""},
+	}
+	for _, tt := range tests {
+		mask, ok := prefixMask(tt.from, tt.to)
+		got := ""
+		if ok {
+			got = fmt.Sprintf("%x", mask)
+		}
+		if got != tt.mask {
+			t.Errorf("prefixMask(%x, %x) = %q, want %q", tt.from, tt.to, got, tt.mask)
+		}
 	}
 }

@@ -190,13 +190,6 @@ func install(c *nftables.Conn, t *nftTable) error {
 	}
 	for i, ch := range t.chains {
 		for _, r := range ch.rules {
-			for _, a := range r.anon {
-				s := &nftables.Set{Table: tbl, Anonymous: true, Constant: true, KeyType: a.set.key, Interval: a.set.interval}
-				if err := c.AddSet(s, a.set.elems); err != nil {
-					return fmt.Errorf("chain %s: anonymous set: %w", ch.name, err)
-				}
-				a.lookup.SetID, a.lookup.SetName = s.ID, s.Name
-			}
 			c.AddRule(&nftables.Rule{Table: tbl, Chain: chains[i], Exprs: r.exprs})
 		}
 	}

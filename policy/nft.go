@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -26,9 +27,11 @@ type nftTable struct {
 	chains   []*nftChain
 }
 
-// nftSet is a named set or map, or an anonymous one bound to a rule.
+// nftSet is a named set or map. There are no anonymous sets: binding
+// one costs the kernel a walk of the whole pending batch (its
+// __nft_set_trans_bind), which makes a large ruleset quadratic to load.
 type nftSet struct {
-	name     string // empty: anonymous
+	name     string
 	key      nftables.SetDatatype
 	data     *nftables.SetDatatype // maps only
 	interval bool
@@ -45,17 +48,10 @@ type nftChain struct {
 	rules  []*nftRule
 }
 
-// nftRule is one rule; lookups into anonymous sets get their set bound at
-// apply time, as anonymous sets live only within one batch.
+// nftRule is one rule.
 type nftRule struct {
 	text  []string
 	exprs []expr.Any
-	anon  []anonRef
-}
-
-type anonRef struct {
-	lookup *expr.Lookup
-	set    *nftSet
 }
 
 func newRule() *nftRule { return &nftRule{} }
@@ -71,7 +67,6 @@ func (r *nftRule) clone() *nftRule {
 	return &nftRule{
 		text:  append([]string(nil), r.text...),
 		exprs: append([]expr.Any(nil), r.exprs...),
-		anon:  append([]anonRef(nil), r.anon...),
 	}
 }
 
@@ -190,13 +185,6 @@ func (r *nftRule) vmap(text string, load expr.Any, set string) *nftRule {
 		&expr.Lookup{SourceRegister: reg1, DestRegister: 0, IsDestRegSet: true, SetName: set})
 }
 
-// lookupAnon matches the loaded register against an anonymous set.
-func (r *nftRule) lookupAnon(text string, load expr.Any, s *nftSet) *nftRule {
-	l := &expr.Lookup{SourceRegister: reg1}
-	r.anon = append(r.anon, anonRef{lookup: l, set: s})
-	return r.add(fmt.Sprintf("%s { %s }", text, strings.Join(s.text, ", ")), load, l)
-}
-
 func (r *nftRule) counter(name string) *nftRule {
 	return r.add(fmt.Sprintf("counter name %q", name), &expr.Objref{Type: unix.NFT_OBJECT_COUNTER, Name: name})
 }
@@ -308,13 +296,16 @@ func addrBytes(a netip.Addr) []byte {
 	return b[:]
 }
 
-// prefixSet builds an interval set of prefixes of one family, merged so
-// the kernel never sees overlapping intervals.
-func prefixSet(name string, f family, prefixes []netip.Prefix) *nftSet {
-	s := &nftSet{name: name, interval: true, key: nftables.TypeIPAddr}
-	if f == fam6 {
-		s.key = nftables.TypeIP6Addr
-	}
+// keySpan is one interval of keys as the kernel compares them (big
+// endian, inclusive), with its nft text.
+type keySpan struct {
+	from, to []byte
+	text     string
+}
+
+// prefixSpans merges the prefixes of family f into disjoint, ascending
+// address intervals: the kernel never sees overlapping ones.
+func prefixSpans(f family, prefixes []netip.Prefix) []keySpan {
 	type span struct{ from, to netip.Addr }
 	var spans []span
 	for _, p := range prefixes {
@@ -338,14 +329,11 @@ func prefixSet(name string, f family, prefixes []netip.Prefix) *nftSet {
 		}
 		merged = append(merged, sp)
 	}
-	for _, sp := range merged {
-		s.elems = append(s.elems, nftables.SetElement{Key: addrBytes(sp.from)})
-		if end := sp.to.Next(); end.IsValid() {
-			s.elems = append(s.elems, nftables.SetElement{Key: addrBytes(end), IntervalEnd: true})
-		}
-		s.text = append(s.text, spanText(sp.from, sp.to))
+	out := make([]keySpan, len(merged))
+	for i, sp := range merged {
+		out[i] = keySpan{from: addrBytes(sp.from), to: addrBytes(sp.to), text: spanText(sp.from, sp.to)}
 	}
-	return s
+	return out
 }
 
 func spanText(from, to netip.Addr) string {
@@ -371,7 +359,8 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
-func portSet(ports []PortRange) *nftSet {
+// portSpans merges port ranges, adjacent ones included.
+func portSpans(ports []PortRange) []keySpan {
 	sorted := append([]PortRange(nil), ports...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].From < sorted[j].From })
 	var merged []PortRange
@@ -384,39 +373,97 @@ func portSet(ports []PortRange) *nftSet {
 		}
 		merged = append(merged, p)
 	}
-	s := &nftSet{key: nftables.TypeInetService, interval: true}
-	for _, p := range merged {
-		s.elems = append(s.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.From)})
-		if p.To < 65535 {
-			s.elems = append(s.elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p.To + 1), IntervalEnd: true})
+	out := make([]keySpan, len(merged))
+	for i, p := range merged {
+		out[i] = keySpan{from: binaryutil.BigEndian.PutUint16(p.From), to: binaryutil.BigEndian.PutUint16(p.To), text: fmt.Sprint(p.From)}
+		if p.From != p.To {
+			out[i].text = fmt.Sprintf("%d-%d", p.From, p.To)
 		}
-		if p.From == p.To {
-			s.text = append(s.text, fmt.Sprint(p.From))
-		} else {
-			s.text = append(s.text, fmt.Sprintf("%d-%d", p.From, p.To))
+	}
+	return out
+}
+
+// icmpTypeSpans merges ICMP types, consecutive ones into one interval.
+func icmpTypeSpans(types []uint8) []keySpan {
+	sorted := append([]uint8(nil), types...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	var out []keySpan
+	for _, t := range sorted {
+		if n := len(out); n > 0 && uint16(t) <= uint16(out[n-1].to[0])+1 {
+			out[n-1].to = []byte{max(t, out[n-1].to[0])}
+			continue
 		}
+		out = append(out, keySpan{from: []byte{t}, to: []byte{t}})
+	}
+	for i := range out {
+		out[i].text = fmt.Sprint(out[i].from[0])
+		if out[i].from[0] != out[i].to[0] {
+			out[i].text = fmt.Sprintf("%d-%d", out[i].from[0], out[i].to[0])
+		}
+	}
+	return out
+}
+
+// spanSet is a named interval set holding spans.
+func spanSet(name string, key nftables.SetDatatype, spans []keySpan) *nftSet {
+	s := &nftSet{name: name, key: key, interval: true}
+	for _, sp := range spans {
+		s.elems = append(s.elems, nftables.SetElement{Key: sp.from})
+		if end, ok := next(sp.to); ok {
+			s.elems = append(s.elems, nftables.SetElement{Key: end, IntervalEnd: true})
+		}
+		s.text = append(s.text, sp.text)
 	}
 	return s
 }
 
-func icmpTypeSet(types []uint8, v6 bool) *nftSet {
-	s := &nftSet{key: nftables.TypeICMPType}
-	if v6 {
-		s.key = nftables.TypeICMP6Type
-	}
-	seen := map[uint8]bool{}
-	sorted := append([]uint8(nil), types...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-	for _, t := range sorted {
-		if seen[t] {
-			continue
+// next is the big-endian key after k; false when k is the highest.
+func next(k []byte) ([]byte, bool) {
+	n := append([]byte(nil), k...)
+	for i := len(n) - 1; i >= 0; i-- {
+		n[i]++
+		if n[i] != 0 {
+			return n, true
 		}
-		seen[t] = true
-		s.elems = append(s.elems, nftables.SetElement{Key: []byte{t}})
-		s.text = append(s.text, fmt.Sprint(t))
 	}
-	return s
+	return nil, false
 }
+
+// matchSpan matches the loaded register against one interval without a
+// set: equality for one key, a masked compare for a prefix, a range
+// compare otherwise.
+func (r *nftRule) matchSpan(text string, load expr.Any, sp keySpan) *nftRule {
+	t := text + " " + sp.text
+	if bytes.Equal(sp.from, sp.to) {
+		return r.add(t, load, cmpEq(sp.from))
+	}
+	if mask, ok := prefixMask(sp.from, sp.to); ok {
+		return r.add(t, load,
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: uint32(len(mask)), Mask: mask, Xor: make([]byte, len(mask))},
+			cmpEq(sp.from))
+	}
+	return r.add(t, load, &expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: sp.from, ToData: sp.to})
+}
+
+// prefixMask is the network mask under which from..to is one prefix.
+func prefixMask(from, to []byte) ([]byte, bool) {
+	mask := make([]byte, len(from))
+	bits := 0
+	for bits < len(from)*8 && bit(from, bits) == bit(to, bits) {
+		bits++
+	}
+	for i := bits; i < len(from)*8; i++ {
+		if bit(from, i) != 0 || bit(to, i) != 1 {
+			return nil, false
+		}
+	}
+	for i := range bits {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	return mask, true
+}
+
+func bit(b []byte, i int) byte { return b[i/8] >> (7 - i%8) & 1 }
 
 // verdictMap is a named map from keys to goto verdicts.
 func verdictMap(name string, key nftables.SetDatatype) *nftSet {
