@@ -126,3 +126,23 @@ func (c *client) unreachable(err error) error {
 	}
 	return fmt.Errorf("cannot reach evpnd at %s: %s", c.socket, hint)
 }
+
+// listAll calls a List RPC page by page, following next_page_token until
+// the last page, and returns every row.
+func listAll[T any](ctx context.Context, g *globals, page func(ctx context.Context, api evpndv1.EvpndServiceClient, token string) ([]T, string, error)) ([]T, error) {
+	var all []T
+	err := call(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient) error {
+		token := ""
+		for {
+			rows, next, err := page(ctx, api, token)
+			if err != nil {
+				return err
+			}
+			all = append(all, rows...)
+			if token = next; token == "" {
+				return nil
+			}
+		}
+	})
+	return all, err
+}

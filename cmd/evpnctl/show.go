@@ -61,19 +61,11 @@ each.`,
 }
 
 func showPeers(ctx context.Context, g *globals, w io.Writer) error {
-	var peers []*evpndv1.Peer
-	err := call(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient) error {
-		req := &evpndv1.ListPeersRequest{}
-		for {
-			resp, err := api.ListPeers(ctx, req)
-			if err != nil {
-				return err
-			}
-			peers = append(peers, resp.GetPeers()...)
-			if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-				return nil
-			}
-		}
+	req := &evpndv1.ListPeersRequest{}
+	peers, err := listAll(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient, token string) ([]*evpndv1.Peer, string, error) {
+		req.PageToken = token
+		resp, err := api.ListPeers(ctx, req)
+		return resp.GetPeers(), resp.GetNextPageToken(), err
 	})
 	if err != nil {
 		return err
@@ -133,18 +125,10 @@ func showRoutes(ctx context.Context, g *globals, vniSet bool, f routesFlags, w i
 	if vniSet {
 		req.Vni = &f.vni
 	}
-	var routes []*evpndv1.Route
-	err := call(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient) error {
-		for {
-			resp, err := api.ListRoutes(ctx, req)
-			if err != nil {
-				return err
-			}
-			routes = append(routes, resp.GetRoutes()...)
-			if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-				return nil
-			}
-		}
+	routes, err := listAll(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient, token string) ([]*evpndv1.Route, string, error) {
+		req.PageToken = token
+		resp, err := api.ListRoutes(ctx, req)
+		return resp.GetRoutes(), resp.GetNextPageToken(), err
 	})
 	if err != nil {
 		return err
@@ -199,18 +183,10 @@ func showMacs(ctx context.Context, g *globals, vniSet bool, f macsFlags, w io.Wr
 	if vniSet {
 		req.Vni = &f.vni
 	}
-	var macs []*evpndv1.Mac
-	err := call(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient) error {
-		for {
-			resp, err := api.ListMacs(ctx, req)
-			if err != nil {
-				return err
-			}
-			macs = append(macs, resp.GetMacs()...)
-			if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-				return nil
-			}
-		}
+	macs, err := listAll(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient, token string) ([]*evpndv1.Mac, string, error) {
+		req.PageToken = token
+		resp, err := api.ListMacs(ctx, req)
+		return resp.GetMacs(), resp.GetNextPageToken(), err
 	})
 	if err != nil {
 		return err
@@ -269,18 +245,10 @@ func showTenantRoutes(ctx context.Context, g *globals, f tenantRoutesFlags, w io
 		}
 		req.Protocol = p
 	}
-	var routes []*evpndv1.TenantRoute
-	err := call(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient) error {
-		for {
-			resp, err := api.ListTenantRoutes(ctx, req)
-			if err != nil {
-				return err
-			}
-			routes = append(routes, resp.GetRoutes()...)
-			if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-				return nil
-			}
-		}
+	routes, err := listAll(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient, token string) ([]*evpndv1.TenantRoute, string, error) {
+		req.PageToken = token
+		resp, err := api.ListTenantRoutes(ctx, req)
+		return resp.GetRoutes(), resp.GetNextPageToken(), err
 	})
 	if err != nil {
 		return err
