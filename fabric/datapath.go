@@ -126,7 +126,7 @@ type RouteProtocol string
 // The route protocols Routes reports.
 const (
 	RouteEVPN      RouteProtocol = "evpn"      // from EVPN type-2/type-5 routes
-	RouteStatic    RouteProtocol = "static"    // from the tenant's config
+	RouteStatic    RouteProtocol = "static"    // from the tenant's config: static routes, the NAT uplink's default
 	RouteConnected RouteProtocol = "connected" // a subnet on one of the tenant's devices
 	RouteOther     RouteProtocol = "other"     // made by someone else
 )

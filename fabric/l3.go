@@ -612,7 +612,7 @@ func (l *Linux) Routes(ctx context.Context) ([]Route, error) {
 			switch {
 			case r.Protocol == routeProto:
 				row.Protocol = RouteEVPN
-			case r.Protocol == staticProto:
+			case r.Protocol == staticProto, r.Protocol == uplinkProto:
 				row.Protocol = RouteStatic
 			case r.Protocol == unix.RTPROT_KERNEL && len(row.NextHops) == 0:
 				row.Protocol = RouteConnected
