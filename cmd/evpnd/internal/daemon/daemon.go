@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/evpnd/evpnd/bgp"
@@ -23,26 +22,16 @@ import (
 	"github.com/evpnd/evpnd/policy"
 )
 
-// Speaker is what the daemon needs of the BGP side.
-type Speaker interface {
-	bgp.Speaker
-}
-
 // Daemon is one running evpnd.
 type Daemon struct {
 	log     *slog.Logger
 	cfg     *config.Config
-	speaker Speaker
+	speaker bgp.Speaker
 	dp      fabric.Datapath
 	pol     policy.Engine
 	rib     *evpn.RIB
 	segs    map[evpn.VNI]evpn.Segment
 	local   map[macKey]*localMAC
-
-	// ready is closed once the first reconcile after start is done, for
-	// tests and readiness.
-	ready     chan struct{}
-	readyOnce sync.Once
 }
 
 type macKey struct {
@@ -60,7 +49,7 @@ type localMAC struct {
 }
 
 // New builds a daemon over a speaker and a datapath; Run starts them.
-func New(log *slog.Logger, cfg *config.Config, sp Speaker, dp fabric.Datapath, pol policy.Engine) *Daemon {
+func New(log *slog.Logger, cfg *config.Config, sp bgp.Speaker, dp fabric.Datapath, pol policy.Engine) *Daemon {
 	return &Daemon{
 		log:     log,
 		cfg:     cfg,
@@ -70,12 +59,8 @@ func New(log *slog.Logger, cfg *config.Config, sp Speaker, dp fabric.Datapath, p
 		rib:     evpn.NewRIB(cfg.VTEP),
 		segs:    map[evpn.VNI]evpn.Segment{},
 		local:   map[macKey]*localMAC{},
-		ready:   make(chan struct{}),
 	}
 }
-
-// Ready is closed once the kernel has been reconciled after start.
-func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 
 // Run brings the datapath to the configuration, starts BGP and the API,
 // and runs the event loop until ctx ends. Kernel objects outlive Run, so a
@@ -91,14 +76,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.segs[s.VNI] = s
 	}
 	d.apply(ctx, d.rib.SetSegments(segs))
-	d.apply(ctx, d.rib.SetL3(d.cfg.L3()))
+	l3s := d.cfg.L3()
+	d.apply(ctx, d.rib.SetL3(l3s))
 
 	if err := d.speaker.Start(ctx, d.cfg.BGP); err != nil {
 		return err
 	}
 	defer d.speaker.Stop()
 
-	if err := d.speaker.Advertise(ctx, d.originated(segs)); err != nil {
+	if err := d.speaker.Advertise(ctx, d.originated(segs, l3s)); err != nil {
 		d.log.Error("advertise segment and prefix routes", "err", err)
 	}
 	d.applyPolicies(ctx)
@@ -117,13 +103,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 // originated is what this host advertises regardless of what it learns: a
 // type-3 per segment, and per routed tenant a type-5 for each gateway
 // subnet (unless advertise-connected is off) and each static route.
-func (d *Daemon) originated(segs []evpn.Segment) []evpn.Route {
+func (d *Daemon) originated(segs []evpn.Segment, l3s []evpn.L3) []evpn.Route {
 	var out []evpn.Route
 	for _, s := range segs {
 		out = append(out, s.IMETRoute(d.cfg.VTEP))
 	}
 	l3 := map[string]evpn.L3{}
-	for _, l := range d.cfg.L3() {
+	for _, l := range l3s {
 		l3[l.Tenant] = l
 	}
 	for _, t := range d.cfg.Tenants {
@@ -223,7 +209,6 @@ func (d *Daemon) sync(ctx context.Context) {
 	} else {
 		d.log.Info("kernel synced with control plane", "fdb", len(want.FDB), "flood", len(want.Flood), "neigh", len(want.Neigh))
 	}
-	d.readyOnce.Do(func() { close(d.ready) })
 }
 
 // learn turns a local fact into advertisements.
