@@ -63,7 +63,7 @@ func toAPIPath(r evpn.Route, nextHop netip.Addr) (*api.Path, error) {
 // fromAPIPath turns a GoBGP path into an evpn.Route. ok is false for paths
 // evpnd does not consume (not EVPN).
 func fromAPIPath(p *api.Path) (r evpn.Route, ok bool, err error) {
-	if f := p.GetFamily(); f.GetAfi() != api.Family_AFI_L2VPN || f.GetSafi() != api.Family_SAFI_EVPN {
+	if !isEVPN(p.GetFamily()) {
 		return r, false, nil
 	}
 	native, err := apiutil.GetNativeNlri(p)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -206,7 +207,12 @@ func (s *Server) onEvent(r *api.WatchEventResponse) {
 				s.onEOR(p)
 				continue
 			}
-			routes = append(routes, p)
+			// Only EVPN feeds the RIB and the convergence timer; the
+			// unicast routes evpnd advertises for NAT come back here as
+			// best paths too.
+			if isEVPN(p.GetFamily()) {
+				routes = append(routes, p)
+			}
 		}
 		if len(routes) > 0 {
 			s.mu.Lock()
@@ -234,8 +240,12 @@ func (s *Server) onEvent(r *api.WatchEventResponse) {
 	}
 }
 
+func isEVPN(f *api.Family) bool {
+	return f.GetAfi() == api.Family_AFI_L2VPN && f.GetSafi() == api.Family_SAFI_EVPN
+}
+
 func (s *Server) onEOR(p *api.Path) {
-	if f := p.GetFamily(); f.GetAfi() != api.Family_AFI_L2VPN || f.GetSafi() != api.Family_SAFI_EVPN {
+	if !isEVPN(p.GetFamily()) {
 		return
 	}
 	addr, err := netip.ParseAddr(p.GetNeighborIp())
@@ -336,7 +346,7 @@ func (s *Server) SetPeers(ctx context.Context, peers []PeerConfig) error {
 		want[p.Address] = p
 	}
 	s.mu.Lock()
-	have := maps(s.peers)
+	have := maps.Clone(s.peers)
 	s.mu.Unlock()
 
 	var errs []error
@@ -375,14 +385,6 @@ func (s *Server) SetPeers(ctx context.Context, peers []PeerConfig) error {
 		s.mu.Unlock()
 	}
 	return errors.Join(errs...)
-}
-
-func maps(m map[netip.Addr]PeerConfig) map[netip.Addr]PeerConfig {
-	c := make(map[netip.Addr]PeerConfig, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 func (s *Server) apiPeer(p PeerConfig) *api.Peer {

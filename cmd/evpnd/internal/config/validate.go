@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/evpnd/evpnd/bgp"
@@ -55,7 +56,7 @@ func (f File) Validate() (*Config, []string) {
 	anycast := unicastMAC(f.AnycastMAC, "anycast-gateway-mac", bad)
 
 	c.RTPreset = evpn.Preset(f.RTPreset)
-	if !contains(evpn.Presets, c.RTPreset) {
+	if !slices.Contains(evpn.Presets, c.RTPreset) {
 		bad("rt-preset", f.RTPreset, "is not one of %s", joinPresets())
 	}
 
@@ -389,15 +390,6 @@ func quote(v any) string {
 		return fmt.Sprintf("%q", s)
 	}
 	return fmt.Sprint(v)
-}
-
-func contains[T comparable](list []T, v T) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func joinPresets() string {
