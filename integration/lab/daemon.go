@@ -86,11 +86,11 @@ func (l *Lab) waitReady(p Proc, done <-chan struct{}, path string) error {
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("%s exited before %s appeared; log %s:\n%s", p.Name, path, p.Log, tail(p.Log, 30))
+			return fmt.Errorf("%s exited before %s appeared; log %s:\n%s", p.Name, path, p.Log, Tail(p.Log, 30))
 		case <-tick.C:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready: %s did not appear within %s; log %s:\n%s", p.Name, path, l.opts.ReadyTimeout, p.Log, tail(p.Log, 30))
+			return fmt.Errorf("%s not ready: %s did not appear within %s; log %s:\n%s", p.Name, path, l.opts.ReadyTimeout, p.Log, Tail(p.Log, 30))
 		}
 	}
 }
@@ -228,8 +228,8 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	return out.Close()
 }
 
-// tail returns the last n lines of a file, or why it could not be read.
-func tail(path string, n int) string {
+// Tail returns the last n lines of a log file, for failure messages.
+func Tail(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(cannot read log: %v)", err)

@@ -219,6 +219,6 @@ func killNSProcs(ns string) error {
 // logTails logs the tail of every daemon log of the lab, for a failed test.
 func (l *Lab) logTails(t testing.TB) {
 	for _, p := range l.State().Procs {
-		t.Logf("lab %s: node %s: %s log %s (tail):\n%s", l.ID, p.Node, p.Name, p.Log, tail(p.Log, 40))
+		t.Logf("lab %s: node %s: %s log %s (tail):\n%s", l.ID, p.Node, p.Name, p.Log, Tail(p.Log, 40))
 	}
 }

@@ -13,12 +13,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/evpnd/evpnd/bgp"
 	"github.com/evpnd/evpnd/evpn"
+	"github.com/evpnd/evpnd/integration/lab"
 )
 
 // The injector's routes: MAC-only type-2s of one L2VNI behind a handful of
@@ -263,7 +263,7 @@ func (inj *injector) await(ctx context.Context, want string) (injectEvent, error
 		}
 		return ev, fmt.Errorf("injector: got event %q, want %q", ev.Event, want)
 	case <-inj.done:
-		return injectEvent{}, fmt.Errorf("injector exited (%v) before %q; log %s:\n%s", inj.err, want, inj.log, tailFile(inj.log, 20))
+		return injectEvent{}, fmt.Errorf("injector exited (%v) before %q; log %s:\n%s", inj.err, want, inj.log, lab.Tail(inj.log, 20))
 	case <-ctx.Done():
 		return injectEvent{}, fmt.Errorf("waiting for injector %q: %w", want, context.Cause(ctx))
 	}
@@ -283,16 +283,4 @@ func (inj *injector) stop() error {
 	}
 	<-inj.done
 	return nil
-}
-
-func tailFile(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read log: %v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
