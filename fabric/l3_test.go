@@ -3,7 +3,6 @@ package fabric
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -525,52 +524,11 @@ func TestPrivilegedRoutedTraffic(t *testing.T) {
 
 	for _, dst := range []netip.Addr{b.ip4, b.ip6} {
 		addr := netip.AddrPortFrom(dst, 7000).String()
-		var ln net.Listener
-		if err := inNamed(t, b.wl, func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				io.Copy(c, c)
-				c.Close()
+		tcpEcho(t, b.wl, a.wl, addr, "routed over the l3vni to "+dst.String(), func() {
+			for _, s := range []*routedHost{a, b} {
+				t.Logf("%s routes:\n%s\nneighbors:\n%s", s.prefix, run(t, "ip", "-n", s.prefix+"t", "route", "show"), run(t, "ip", "-n", s.prefix+"t", "neigh", "show"))
 			}
-		}()
-		var conn net.Conn
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			err := inNamed(t, a.wl, func() (err error) {
-				conn, err = net.DialTimeout("tcp", addr, time.Second)
-				return err
-			})
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				for _, s := range []*routedHost{a, b} {
-					t.Logf("%s routes:\n%s\nneighbors:\n%s", s.prefix, run(t, "ip", "-n", s.prefix+"t", "route", "show"), run(t, "ip", "-n", s.prefix+"t", "neigh", "show"))
-				}
-				ln.Close()
-				t.Fatalf("no routed tcp connection to %s: %v", addr, err)
-			}
-		}
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		msg := []byte("routed over the l3vni to " + dst.String())
-		if _, err := conn.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, len(msg))
-		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != string(msg) {
-			t.Fatalf("echo to %s: %q %v", dst, buf, err)
-		}
-		if ra := conn.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap(); ra != dst {
-			t.Errorf("connected to %v, want %v", ra, dst)
-		}
-		conn.Close()
-		ln.Close()
+		})
 	}
 	if d := tx(a, 5000) - l3Before; d == 0 {
 		t.Errorf("host a's vx5000 sent no packets: traffic was not routed over the l3vni")

@@ -678,8 +678,27 @@ func TestPrivilegedTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A TCP echo between the workloads, over the overlay.
+	tcpEcho(t, "fwb-"+sfx, "fwa-"+sfx, "192.168.60.2:7000", "hello over vxlan", func() {
+		for _, ns := range []string{prefixA + "t", prefixB + "t"} {
+			t.Logf("%s fdb:\n%s", ns, run(t, "ip", "netns", "exec", ns, "bridge", "fdb", "show"))
+		}
+	})
+	// The packets really crossed the underlay as VXLAN.
+	if got := vxlanRxPackets(t, "ftb"+sfx+"-t", 500); got == 0 {
+		t.Errorf("host b's vx500 received no packets")
+	}
+}
+
+// inNamed runs fn on a thread inside the named namespace; sockets fn
+// creates stay there.
+// tcpEcho serves a TCP echo on addr in the namespace named server, dials
+// it from the namespace named client until it connects (10 s at most) and
+// checks that msg comes back. diag logs the kernel state worth seeing when
+// no connection comes up.
+func tcpEcho(t testing.TB, server, client, addr, msg string, diag func()) {
+	t.Helper()
 	var ln net.Listener
-	if err := inNamed(t, "fwb-"+sfx, func() (err error) { ln, err = net.Listen("tcp", "192.168.60.2:7000"); return err }); err != nil {
+	if err := inNamed(t, server, func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
@@ -696,38 +715,29 @@ func TestPrivilegedTraffic(t *testing.T) {
 	var conn net.Conn
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := inNamed(t, "fwa-"+sfx, func() (err error) {
-			conn, err = net.DialTimeout("tcp", "192.168.60.2:7000", time.Second)
+		err := inNamed(t, client, func() (err error) {
+			conn, err = net.DialTimeout("tcp", addr, time.Second)
 			return err
 		})
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			for _, ns := range []string{prefixA + "t", prefixB + "t"} {
-				t.Logf("%s fdb:\n%s", ns, run(t, "ip", "netns", "exec", ns, "bridge", "fdb", "show"))
-			}
-			t.Fatalf("no tcp connection across the overlay: %v", err)
+			diag()
+			t.Fatalf("no tcp connection to %s: %v", addr, err)
 		}
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	msg := []byte("hello over vxlan")
-	if _, err := conn.Write(msg); err != nil {
+	if _, err := conn.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != string(msg) {
-		t.Fatalf("echo: %q %v", buf, err)
-	}
-	// The packets really crossed the underlay as VXLAN.
-	if got := vxlanRxPackets(t, "ftb"+sfx+"-t", 500); got == 0 {
-		t.Errorf("host b's vx500 received no packets")
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != msg {
+		t.Fatalf("echo to %s: %q %v", addr, buf, err)
 	}
 }
 
-// inNamed runs fn on a thread inside the named namespace; sockets fn
-// creates stay there.
 func inNamed(t testing.TB, name string, fn func() error) error {
 	ns, err := netns.GetFromName(name)
 	if err != nil {
