@@ -41,6 +41,7 @@ type File struct {
 	Tenants     []TenantDef `mapstructure:"tenants"`
 	Policies    []PolicyDef `mapstructure:"policies"`
 	API         APIFile     `mapstructure:"api"`
+	Metrics     MetricsFile `mapstructure:"metrics"`
 	StateDir    string      `mapstructure:"state-dir"`
 	Log         LogFile     `mapstructure:"log"`
 }
@@ -97,7 +98,27 @@ type RTFile struct {
 
 // APIFile is the api section.
 type APIFile struct {
+	Listen string     `mapstructure:"listen"`
+	TLS    APITLSFile `mapstructure:"tls"`
+}
+
+// APITLSFile is api.tls: the server certificate and the CA that client
+// certificates must chain to. Required with a tcp:// listen address.
+type APITLSFile struct {
+	Cert     string `mapstructure:"cert"`
+	Key      string `mapstructure:"key"`
+	ClientCA string `mapstructure:"client-ca"`
+}
+
+// MetricsFile is the metrics section.
+type MetricsFile struct {
+	// Listen is host:port of the Prometheus endpoint; empty serves none.
 	Listen string `mapstructure:"listen"`
+}
+
+// APITLS is the API's mutual TLS material (files, PEM).
+type APITLS struct {
+	Cert, Key, ClientCA string
 }
 
 // LogFile is the log section.
@@ -118,9 +139,12 @@ type Config struct {
 	Tenants     []Tenant
 	Policies    []policy.Policy
 	APIListen   string
-	StateDir    string
-	LogLevel    slog.Level
-	LogFormat   string
+	// APITLS is set when APIListen is tcp://.
+	APITLS        APITLS
+	MetricsListen string
+	StateDir      string
+	LogLevel      slog.Level
+	LogFormat     string
 }
 
 // Tenant is a validated tenant.
@@ -164,6 +188,8 @@ const (
 	DefaultListenPort  = 179
 	DefaultAPIListen   = "unix:///run/evpnd/evpnd.sock"
 	DefaultStateDir    = "/var/lib/evpnd"
+	// DefaultMetricsListen keeps /metrics on loopback unless asked.
+	DefaultMetricsListen = "127.0.0.1:9469"
 	// DefaultAnycastMAC is the distributed gateway MAC every host answers
 	// with (locally administered); set anycast-gateway-mac to the value
 	// the rest of the fabric uses.
@@ -193,7 +219,8 @@ func Flags(fs *pflag.FlagSet) {
 	fs.Uint32("asn", 0, "local AS number (config key asn)")
 	fs.String("vtep-address", "", "VXLAN source address on the underlay (config key vtep-address)")
 	fs.String("netns-prefix", "", "tenant namespace prefix (config key netns-prefix)")
-	fs.String("api-listen", "", "API socket, unix:///path (config key api.listen)")
+	fs.String("api-listen", "", "API endpoint, unix:///path or tcp://host:port with mTLS (config key api.listen)")
+	fs.String("metrics-listen", "", "Prometheus /metrics host:port (config key metrics.listen)")
 	fs.String("state-dir", "", "state directory (config key state-dir)")
 	fs.String("log-level", "", "debug, info, warn or error (config key log.level)")
 	fs.String("log-format", "", "text or json (config key log.format)")
@@ -201,7 +228,7 @@ func Flags(fs *pflag.FlagSet) {
 
 var flagKeys = map[string]string{
 	"router-id": "router-id", "asn": "asn", "vtep-address": "vtep-address",
-	"netns-prefix": "netns-prefix", "api-listen": "api.listen", "state-dir": "state-dir",
+	"netns-prefix": "netns-prefix", "api-listen": "api.listen", "state-dir": "state-dir", "metrics-listen": "metrics.listen",
 	"log-level": "log.level", "log-format": "log.format",
 }
 
@@ -223,6 +250,7 @@ func Load(path string, fs *pflag.FlagSet) (*Config, error) {
 	v.SetDefault("bgp.listen-addresses", []string{})
 	v.SetDefault("bgp.listen-port", DefaultListenPort)
 	v.SetDefault("api.listen", DefaultAPIListen)
+	v.SetDefault("metrics.listen", DefaultMetricsListen)
 	v.SetDefault("state-dir", DefaultStateDir)
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")

@@ -1,10 +1,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -239,18 +241,45 @@ func (f File) Validate() (*Config, []string) {
 
 	c.Policies = policies(f.Policies, c.Tenants, &probs, bad)
 
-	// api, state, log
+	// api, metrics, state, log
 	c.APIListen = f.API.Listen
+	tlsSet := f.API.TLS != (APITLSFile{})
 	switch {
 	case strings.HasPrefix(f.API.Listen, "unix://"):
 		if p := strings.TrimPrefix(f.API.Listen, "unix://"); !filepath.IsAbs(p) {
-			bad("api.listen", f.API.Listen, "must be unix:///absolute/path")
+			bad("api.listen", f.API.Listen, "must be unix:///absolute/path or tcp://host:port")
+		}
+		if tlsSet {
+			bad("api.tls", "(set)", "applies only to a tcp:// api.listen; the unix socket is protected by its mode 0600")
 		}
 	case strings.HasPrefix(f.API.Listen, "tcp://"):
-		bad("api.listen", f.API.Listen, "is TCP: the API over TCP requires mutual TLS, which this version does not offer yet; use unix:///path")
+		if _, _, err := net.SplitHostPort(strings.TrimPrefix(f.API.Listen, "tcp://")); err != nil {
+			bad("api.listen", f.API.Listen, "must be tcp://host:port")
+		}
+		for _, k := range []struct{ key, path string }{
+			{"api.tls.cert", f.API.TLS.Cert}, {"api.tls.key", f.API.TLS.Key}, {"api.tls.client-ca", f.API.TLS.ClientCA},
+		} {
+			switch {
+			case k.path == "":
+				bad(k.key, k.path, "is not set: the API over TCP requires mutual TLS (api.tls.cert, api.tls.key and api.tls.client-ca)")
+			case !filepath.IsAbs(k.path):
+				bad(k.key, k.path, "must be an absolute path")
+			default:
+				if _, err := os.Stat(k.path); err != nil {
+					bad(k.key, k.path, "cannot be read: %v", errors.Unwrap(err))
+				}
+			}
+		}
+		c.APITLS = APITLS{Cert: f.API.TLS.Cert, Key: f.API.TLS.Key, ClientCA: f.API.TLS.ClientCA}
 	default:
-		bad("api.listen", f.API.Listen, "must be unix:///absolute/path")
+		bad("api.listen", f.API.Listen, "must be unix:///absolute/path or tcp://host:port")
 	}
+	if f.Metrics.Listen != "" {
+		if _, port, err := net.SplitHostPort(f.Metrics.Listen); err != nil || port == "" {
+			bad("metrics.listen", f.Metrics.Listen, "must be host:port (e.g. 127.0.0.1:9469), or empty to serve no metrics")
+		}
+	}
+	c.MetricsListen = f.Metrics.Listen
 	if !filepath.IsAbs(f.StateDir) {
 		bad("state-dir", f.StateDir, "must be an absolute path")
 	}
