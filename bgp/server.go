@@ -60,6 +60,152 @@ type Server struct {
 
 	received  atomic.Uint64 // EVPN paths delivered on Events
 	malformed atomic.Uint64 // paths GoBGP accepted that evpn could not decode
+
+	feed *peerFeed
+}
+
+// peerFeed carries peer state changes from GoBGP's watch callback to
+// PeerEvents. The callback runs on GoBGP's goroutine and must never wait
+// for evpnd's reader, so the feed keeps only the newest undelivered state
+// of each peer: a reader that falls behind skips intermediate states, never
+// the latest one. It has its own lock so the callback never waits behind
+// anything else either.
+type peerFeed struct {
+	mu      sync.Mutex
+	pending map[netip.Addr]peerChange
+	order   []netip.Addr // peers with a pending state, oldest change first
+	// desc is each peer's configured description, which GoBGP's peer
+	// events do not carry; it stays after a peer is deleted so the last
+	// event of a deleted peer still names it.
+	desc map[netip.Addr]string
+	// reported holds the peers whose state GoBGP has reported since they
+	// were added; a peer GoBGP reported before AddPeer returned needs no
+	// separate "added" event.
+	reported map[netip.Addr]bool
+	notify   chan struct{}
+	out      chan Peer
+}
+
+// peerChange is a pending state; Uptime is computed when it is handed on.
+type peerChange struct {
+	peer  Peer
+	since time.Time // established since; zero when not established
+}
+
+func newPeerFeed() *peerFeed {
+	return &peerFeed{
+		pending:  map[netip.Addr]peerChange{},
+		desc:     map[netip.Addr]string{},
+		reported: map[netip.Addr]bool{},
+		notify:   make(chan struct{}, 1),
+		out:      make(chan Peer),
+	}
+}
+
+// configure records p before it is added or updated, so states GoBGP
+// reports while AddPeer runs already carry its description.
+func (f *peerFeed) configure(p PeerConfig, adding bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.desc[p.Address] = p.Description
+	if adding {
+		delete(f.reported, p.Address)
+	}
+}
+
+// added reports a new peer in its initial state unless GoBGP already
+// reported a later one.
+func (f *peerFeed) added(p PeerConfig) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reported[p.Address] {
+		return
+	}
+	f.pushLocked(peerChange{peer: Peer{Address: p.Address, ASN: p.ASN, Description: p.Description, State: sessionState(api.PeerState_IDLE)}})
+}
+
+// state records a state GoBGP reported; it never blocks.
+func (f *peerFeed) state(addr netip.Addr, asn uint32, st api.PeerState_SessionState, since time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reported[addr] = true
+	c := peerChange{peer: Peer{Address: addr, ASN: asn, Description: f.desc[addr], State: sessionState(st)}}
+	if st == api.PeerState_ESTABLISHED {
+		c.since = since
+	}
+	f.pushLocked(c)
+}
+
+func (f *peerFeed) pushLocked(c peerChange) {
+	if _, queued := f.pending[c.peer.Address]; !queued {
+		f.order = append(f.order, c.peer.Address)
+	}
+	f.pending[c.peer.Address] = c
+	select {
+	case f.notify <- struct{}{}:
+	default:
+	}
+}
+
+// next takes the pending state of the peer that changed first.
+func (f *peerFeed) next() (Peer, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.order) == 0 {
+		return Peer{}, false
+	}
+	return f.takeLocked(f.order[0]), true
+}
+
+// take takes addr's pending state, if it has one.
+func (f *peerFeed) take(addr netip.Addr) (Peer, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.pending[addr]; !ok {
+		return Peer{}, false
+	}
+	return f.takeLocked(addr), true
+}
+
+func (f *peerFeed) takeLocked(addr netip.Addr) Peer {
+	c := f.pending[addr]
+	delete(f.pending, addr)
+	f.order = slices.DeleteFunc(f.order, func(a netip.Addr) bool { return a == addr })
+	if !c.since.IsZero() {
+		c.peer.Uptime = time.Since(c.since).Truncate(time.Second)
+	}
+	return c.peer
+}
+
+// run hands pending states to the reader until done is closed, then
+// closes the channel.
+func (f *peerFeed) run(done <-chan struct{}) {
+	defer close(f.out)
+	for {
+		p, ok := f.next()
+		if !ok {
+			select {
+			case <-f.notify:
+				continue
+			case <-done:
+				return
+			}
+		}
+		for sent := false; !sent; {
+			select {
+			case f.out <- p:
+				sent = true
+			case <-f.notify:
+				// While the reader is away, a newer state of the peer on
+				// offer replaces it; other peers wait their turn.
+				if newer, ok := f.take(p.Address); ok {
+					p = newer
+				}
+			case <-done:
+				return
+			}
+		}
+	}
 }
 
 var _ Speaker = (*Server)(nil)
@@ -75,6 +221,7 @@ func New(log *slog.Logger) *Server {
 		eor:       map[netip.Addr]bool{},
 		up:        map[netip.Addr]time.Time{},
 		converged: make(chan struct{}),
+		feed:      newPeerFeed(),
 	}
 }
 
@@ -129,6 +276,7 @@ func (s *Server) Start(ctx context.Context, cfg Config) error {
 	s.mu.Unlock()
 	go s.deliver()
 	go s.watchConvergence()
+	go s.feed.run(s.done)
 
 	if err := s.SetPeers(ctx, cfg.Peers); err != nil {
 		return err
@@ -228,14 +376,18 @@ func (s *Server) onEvent(r *api.WatchEventResponse) {
 		switch p.GetType() {
 		case api.WatchEventResponse_PeerEvent_STATE:
 			s.log.Info("bgp peer state", "peer", addr, "state", sessionState(st.GetSessionState()))
+			now := time.Now()
 			s.mu.Lock()
 			if st.GetSessionState() == api.PeerState_ESTABLISHED {
-				s.up[addr] = time.Now()
+				s.up[addr] = now
 			} else {
 				delete(s.eor, addr)
 				delete(s.up, addr)
 			}
 			s.mu.Unlock()
+			if addr.IsValid() {
+				s.feed.state(addr, st.GetPeerAsn(), st.GetSessionState(), now)
+			}
 		}
 	}
 }
@@ -335,6 +487,12 @@ func (s *Server) deliver() {
 // Events delivers received best paths and withdrawals in order.
 func (s *Server) Events() <-chan []evpn.Route { return s.events }
 
+// PeerEvents delivers a peer's state each time its session state changes,
+// and once for each peer SetPeers adds. A reader that falls behind gets
+// the latest state of every peer, not every state in between. Counters are
+// not filled in: Peers has them. The channel is closed after Stop.
+func (s *Server) PeerEvents() <-chan Peer { return s.feed.out }
+
 // Converged is closed once every configured peer has sent End-of-RIB for
 // l2vpn-evpn (at once when there are no peers).
 func (s *Server) Converged() <-chan struct{} { return s.converged }
@@ -367,12 +525,15 @@ func (s *Server) SetPeers(ctx context.Context, peers []PeerConfig) error {
 		old, ok := have[a]
 		switch {
 		case !ok:
+			s.feed.configure(p, true)
 			if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)}); err != nil {
 				errs = append(errs, fmt.Errorf("peer %s: add: %w", a, err))
 				continue
 			}
+			s.feed.added(p)
 			s.log.Info("bgp peer added", "peer", a, "asn", p.ASN)
 		case old != p:
+			s.feed.configure(p, false)
 			if _, err := s.bgp.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: s.apiPeer(p)}); err != nil {
 				errs = append(errs, fmt.Errorf("peer %s: update: %w", a, err))
 				continue

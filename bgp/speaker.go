@@ -64,6 +64,13 @@ type Speaker interface {
 	Events() <-chan []evpn.Route
 	// Peers reports the neighbours' states.
 	Peers(ctx context.Context) ([]Peer, error)
+	// PeerEvents delivers a peer's state each time its session state
+	// changes (and once per configured peer when it is added). The channel
+	// is never closed before Stop; a slow reader never blocks the BGP
+	// server: if the reader falls behind, older events of the same peer
+	// are coalesced (the reader always gets the latest state of every
+	// peer).
+	PeerEvents() <-chan Peer
 	// Routes lists the EVPN RIB: local and received best paths.
 	Routes(ctx context.Context) ([]evpn.Route, error)
 	// Converged is closed once every configured peer has sent End-of-RIB
