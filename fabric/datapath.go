@@ -106,6 +106,16 @@ type MAC struct {
 	Remote bool
 }
 
+// Neighbor is one entry of a segment's neighbor (ARP/ND) table.
+type Neighbor struct {
+	Tenant string
+	VNI    evpn.VNI
+	IP     netip.Addr
+	MAC    net.HardwareAddr
+	Remote bool   // a suppression entry evpnd installed from an EVPN route
+	State  string // kernel NUD state in lower case: "reachable", "stale", "permanent", "noarp", "delay", "probe", "failed", "incomplete"
+}
+
 // Stats counts what the datapath did, for metrics and benchmarks.
 type Stats struct {
 	Batches      uint64
@@ -162,6 +172,8 @@ type Datapath interface {
 	Learned() <-chan Learned
 	// MACs lists the MAC tables of all segments.
 	MACs(ctx context.Context) ([]MAC, error)
+	// Neighbors lists the neighbor tables of all segment bridges.
+	Neighbors(ctx context.Context) ([]Neighbor, error)
 	// Routes lists the main routing table of every tenant namespace.
 	Routes(ctx context.Context) ([]Route, error)
 	Stats() Stats
