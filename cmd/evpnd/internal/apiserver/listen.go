@@ -6,28 +6,90 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
-// Listen opens the API endpoint named by addr. Only "unix:///abs/path" is
-// supported: the socket is created mode 0600 (root only, as the API can
-// change the datapath), its parent directory with 0755 if missing, and a
-// stale socket left by a crashed evpnd is replaced. A socket some process
-// still serves is not.
-func Listen(addr string) (net.Listener, error) {
+// Endpoint is where the API listens and the gRPC options that go with it.
+type Endpoint struct {
+	Listener net.Listener
+	// Options carry the transport credentials: mutual TLS for tcp, none
+	// for the unix socket, whose mode 0600 is the access control.
+	Options []grpc.ServerOption
+}
+
+// Open opens the API endpoint named by addr.
+//
+// "unix:///abs/path" is a socket created mode 0600 (root only, as the API
+// can change the datapath), its parent directory with 0755 if missing; a
+// stale socket left by a crashed evpnd is replaced, a socket some process
+// still serves is not. files must be nil: the mode is the access control.
+//
+// "tcp://host:port" (port 0 picks a free one, see Listener.Addr) requires
+// files: anyone who can reach the port could otherwise drive the datapath,
+// so clients must present a certificate that chains to files.ClientCA.
+func Open(addr string, files *TLSFiles) (*Endpoint, error) {
 	scheme, rest, ok := strings.Cut(addr, "://")
 	if !ok {
-		return nil, fmt.Errorf("api address %q: want unix:///path/to.sock", addr)
+		return nil, fmt.Errorf("api address %q: want unix:///path/to.sock or tcp://host:port", addr)
 	}
 	switch scheme {
 	case "unix":
+		if files != nil {
+			return nil, fmt.Errorf("api address %q: tls applies only to tcp://; the unix socket is protected by its mode 0600", addr)
+		}
+		l, err := listenUnix(addr, rest)
+		if err != nil {
+			return nil, err
+		}
+		return &Endpoint{Listener: l}, nil
 	case "tcp":
-		return nil, fmt.Errorf("api address %q: tcp needs mTLS, which is not supported yet; use unix:///path/to.sock", addr)
+		return openTCP(addr, rest, files)
 	default:
-		return nil, fmt.Errorf("api address %q: scheme %q is not supported; use unix:///path/to.sock", addr, scheme)
+		return nil, fmt.Errorf("api address %q: scheme %q is not supported; use unix:///path/to.sock or tcp://host:port", addr, scheme)
 	}
+}
+
+// Listen opens a unix:// endpoint, which needs no server options. It is
+// Open without TLS material, so a tcp:// addr fails.
+func Listen(addr string) (net.Listener, error) {
+	ep, err := Open(addr, nil)
+	if err != nil {
+		return nil, err
+	}
+	return ep.Listener, nil
+}
+
+func openTCP(addr, hostport string, files *TLSFiles) (*Endpoint, error) {
+	if files == nil {
+		return nil, fmt.Errorf("api address %q: mutual TLS is required for tcp:// (set api.tls.cert, api.tls.key and api.tls.client-ca)", addr)
+	}
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, fmt.Errorf("api address %q: want tcp://host:port: %w", addr, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return nil, fmt.Errorf("api address %q: port %q is not a number in 0..65535", addr, port)
+	}
+	// The files are read before the port is bound, so bad material does
+	// not leave a listener behind.
+	cfg, err := serverTLS(files)
+	if err != nil {
+		return nil, fmt.Errorf("api tls: %w", err)
+	}
+	l, err := net.Listen("tcp", hostport)
+	if err != nil {
+		return nil, fmt.Errorf("api address %q: %w", addr, err)
+	}
+	return &Endpoint{Listener: l, Options: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(cfg))}}, nil
+}
+
+func listenUnix(addr, rest string) (net.Listener, error) {
 	if !filepath.IsAbs(rest) {
 		return nil, fmt.Errorf("api address %q: socket path must be absolute (unix:///path/to.sock)", addr)
 	}
