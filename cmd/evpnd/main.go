@@ -21,6 +21,7 @@ import (
 	"github.com/evpnd/evpnd/bgp"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/config"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/daemon"
+	"github.com/evpnd/evpnd/cmd/evpnd/internal/store"
 	"github.com/evpnd/evpnd/fabric"
 	"github.com/evpnd/evpnd/policy"
 )
@@ -62,7 +63,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "evpnd: unexpected argument %q (did you mean --config %s?)\n", fs.Arg(0), fs.Arg(0))
 		return 2
 	}
-	cfg, err := config.Load(*path, fs)
+	file, err := config.Read(*path, fs)
+	if err != nil {
+		fmt.Fprintln(stderr, "evpnd:", err)
+		return 2
+	}
+	cfg, err := file.Check(config.SourceName(*path))
 	if err != nil {
 		fmt.Fprintln(stderr, "evpnd:", err)
 		return 2
@@ -73,6 +79,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	log := newLogger(cfg, stderr)
+	st, err := store.Open(cfg.StateDir)
+	if err != nil {
+		// Starting without the objects the API created would delete them
+		// from the kernel: refuse, and say which file to look at.
+		log.Error("state not loaded; not starting", "err", err)
+		return 1
+	}
 	dp, err := fabric.New(fabric.Options{Logger: log.With("component", "fabric")})
 	if err != nil {
 		log.Error("datapath", "err", err)
@@ -85,7 +98,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer pol.Close()
-	d := daemon.New(log, cfg, bgp.New(log.With("component", "bgp")), dp, pol)
+	d, err := daemon.New(daemon.Options{
+		Log:      log,
+		Source:   config.SourceName(*path),
+		File:     file,
+		Reload:   func() (config.File, error) { return config.Read(*path, fs) },
+		Store:    st,
+		Version:  version,
+		Speaker:  bgp.New(log.With("component", "bgp")),
+		Datapath: dp,
+		Policy:   pol,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "evpnd:", err)
+		return 2
+	}
 	if err := d.Run(ctx); err != nil {
 		log.Error("evpnd failed", "err", err)
 		return 1

@@ -322,7 +322,34 @@ func zombie(pid int) bool {
 
 // StopDaemons stops the daemons of one node (SIGTERM, then SIGKILL), leaving
 // its namespace and interfaces in place: a restart or failure test.
-func (l *Lab) StopDaemons(node string) error {
+func (l *Lab) StopDaemons(node string) error { return l.endDaemons(node, stopProc) }
+
+// KillDaemons kills the daemons of one node with SIGKILL at once: a crash.
+func (l *Lab) KillDaemons(node string) error {
+	return l.endDaemons(node, func(p Proc, done <-chan struct{}) error {
+		if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("%s pid %d: sigkill: %w", p.Name, p.PID, err)
+		}
+		if !waitExit(p, done, stopGrace) {
+			return fmt.Errorf("%s pid %d: still running after sigkill", p.Name, p.PID)
+		}
+		return nil
+	})
+}
+
+// Signal sends sig to the daemon called name (evpnd, bgpd, zebra) of node.
+func (l *Lab) Signal(node, name string, sig syscall.Signal) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.state.Procs {
+		if p.Node == node && p.Name == name {
+			return syscall.Kill(p.PID, sig)
+		}
+	}
+	return fmt.Errorf("node %s runs no %s", node, name)
+}
+
+func (l *Lab) endDaemons(node string, end func(Proc, <-chan struct{}) error) error {
 	if _, err := l.node(node); err != nil {
 		return err
 	}
@@ -342,7 +369,7 @@ func (l *Lab) StopDaemons(node string) error {
 	l.mu.Unlock()
 	var errs []error
 	for i := len(mine) - 1; i >= 0; i-- {
-		if err := stopProc(mine[i], exited[mine[i].PID]); err != nil {
+		if err := end(mine[i], exited[mine[i].PID]); err != nil {
 			errs = append(errs, fmt.Errorf("node %s: %w", node, err))
 		}
 	}

@@ -2584,7 +2584,7 @@ func (x *PortGroup) GetPorts() []string {
 type SegmentDefaults struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Segment string                 `protobuf:"bytes,1,opt,name=segment,proto3" json:"segment,omitempty"`
-	// "allow" (default), "drop" or "reject".
+	// "allow" (default), "deny" or "reject".
 	Ingress       string `protobuf:"bytes,2,opt,name=ingress,proto3" json:"ingress,omitempty"`
 	Egress        string `protobuf:"bytes,3,opt,name=egress,proto3" json:"egress,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2655,13 +2655,13 @@ type Rule struct {
 	Segment   string `protobuf:"bytes,6,opt,name=segment,proto3" json:"segment,omitempty"`
 	// The other side; unset matches any.
 	Remote *Remote `protobuf:"bytes,7,opt,name=remote,proto3" json:"remote,omitempty"`
-	// "tcp", "udp", "icmp", "icmpv6" or empty for any.
+	// "any" (or empty), "tcp", "udp", "icmp" or "icmpv6".
 	Protocol string `protobuf:"bytes,8,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	// Destination ports or ranges, e.g. "80", "8000-8080" (tcp, udp).
 	Ports []string `protobuf:"bytes,9,rep,name=ports,proto3" json:"ports,omitempty"`
 	// ICMP types (icmp, icmpv6).
 	IcmpTypes []int32 `protobuf:"varint,10,rep,packed,name=icmp_types,json=icmpTypes,proto3" json:"icmp_types,omitempty"`
-	// "allow", "drop" or "reject".
+	// "allow", "deny" or "reject".
 	Action string `protobuf:"bytes,11,opt,name=action,proto3" json:"action,omitempty"`
 	// Log matches (rate limited).
 	Log bool `protobuf:"varint,12,opt,name=log,proto3" json:"log,omitempty"`

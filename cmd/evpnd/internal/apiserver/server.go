@@ -11,22 +11,37 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	evpndv1 "github.com/evpnd/evpnd/api/evpnd/v1"
 	"github.com/evpnd/evpnd/bgp"
+	"github.com/evpnd/evpnd/cmd/evpnd/internal/config"
 	"github.com/evpnd/evpnd/evpn"
 	"github.com/evpnd/evpnd/fabric"
+	"github.com/evpnd/evpnd/policy"
 )
 
-// Backend is the daemon state the API reads. The daemon satisfies it with
-// its bgp.Speaker and fabric.Datapath.
+// Backend is the daemon state the API reads and changes. The daemon
+// satisfies it with its bgp.Speaker, fabric.Datapath, policy.Engine and its
+// configuration objects.
 type Backend interface {
 	Peers(ctx context.Context) ([]bgp.Peer, error)
 	// Routes lists the EVPN RIB; a route with a zero Peer is local.
 	Routes(ctx context.Context) ([]evpn.Route, error)
 	MACs(ctx context.Context) ([]fabric.MAC, error)
+	Neighbors(ctx context.Context) ([]fabric.Neighbor, error)
 	// TenantRoutes lists the main routing table of every tenant namespace.
 	TenantRoutes(ctx context.Context) ([]fabric.Route, error)
+	PolicyCounters(ctx context.Context) ([]policy.Counter, error)
+	// Objects lists the configuration objects, from the config file and
+	// the API, with their Meta and output-only fields filled in.
+	Objects(ctx context.Context) (config.APIObjects, error)
+	// Change applies one create, update or delete and returns the object
+	// as stored (nil for a delete) and whether a create made a new one.
+	// Errors are gRPC statuses.
+	Change(ctx context.Context, c Change) (proto.Message, bool, error)
+	// Events is where the daemon publishes route, MAC and peer events.
+	Events() *Hub
 }
 
 // Server is the gRPC server of the evpnd API.
@@ -35,13 +50,15 @@ type Server struct {
 	health *health.Server
 }
 
-// New returns a server answering from b. Nothing listens until Serve.
-func New(b Backend, log *slog.Logger) *Server {
+// New returns a server answering from b. Nothing listens until Serve. opts
+// carry the transport's credentials (Endpoint.Options) and interceptors.
+func New(b Backend, log *slog.Logger, opts ...grpc.ServerOption) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
+	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(logFailures(log))}, opts...)
 	s := &Server{
-		grpc:   grpc.NewServer(grpc.ChainUnaryInterceptor(logFailures(log))),
+		grpc:   grpc.NewServer(opts...),
 		health: health.NewServer(),
 	}
 	evpndv1.RegisterEvpndServiceServer(s.grpc, &service{backend: b})
@@ -70,7 +87,8 @@ func logFailures(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
 		switch status.Code(err) {
-		case codes.OK, codes.InvalidArgument, codes.Canceled, codes.DeadlineExceeded:
+		case codes.OK, codes.InvalidArgument, codes.Canceled, codes.DeadlineExceeded,
+			codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition, codes.Aborted:
 		default:
 			log.Error("api call failed", "method", info.FullMethod, "err", err)
 		}

@@ -131,7 +131,7 @@ func TestListenRejects(t *testing.T) {
 	for _, tc := range []struct {
 		addr, want string
 	}{
-		{"tcp://127.0.0.1:50051", "tcp needs mTLS, which is not supported yet"},
+		{"tcp://127.0.0.1:50051", "mutual TLS is required"},
 		{"http://x", `scheme "http" is not supported`},
 		{"/run/evpnd/evpnd.sock", "want unix:///path/to.sock"},
 		{"unix://run/evpnd.sock", "socket path must be absolute"},

@@ -57,8 +57,8 @@ type routeFilter struct {
 	prefix netip.Prefix
 }
 
-func (s *service) ListRoutes(ctx context.Context, req *evpndv1.ListRoutesRequest) (*evpndv1.ListRoutesResponse, error) {
-	var v violations
+// routeFilterOf validates the filters of a route listing or watch.
+func routeFilterOf(v *violations, req *evpndv1.ListRoutesRequest) routeFilter {
 	var f routeFilter
 	switch req.GetType() {
 	case evpndv1.RouteType_ROUTE_TYPE_UNSPECIFIED:
@@ -88,6 +88,12 @@ func (s *service) ListRoutes(ctx context.Context, req *evpndv1.ListRoutesRequest
 	if req.GetPrefix() != "" {
 		f.prefix = v.prefix("prefix", req.GetPrefix())
 	}
+	return f
+}
+
+func (s *service) ListRoutes(ctx context.Context, req *evpndv1.ListRoutesRequest) (*evpndv1.ListRoutesResponse, error) {
+	var v violations
+	f := routeFilterOf(&v, req)
 	pg := v.page(req.GetPageSize(), req.GetPageToken(), req)
 	if err := v.err(); err != nil {
 		return nil, err
@@ -177,8 +183,8 @@ type macFilter struct {
 	origin evpndv1.MacOrigin
 }
 
-func (s *service) ListMacs(ctx context.Context, req *evpndv1.ListMacsRequest) (*evpndv1.ListMacsResponse, error) {
-	var v violations
+// macFilterOf validates the filters of a MAC listing or watch.
+func macFilterOf(v *violations, req *evpndv1.ListMacsRequest) macFilter {
 	f := macFilter{tenant: req.GetTenant(), origin: req.GetOrigin()}
 	if req.Vni != nil {
 		f.vni = v.vni("vni", req.GetVni())
@@ -188,6 +194,12 @@ func (s *service) ListMacs(ctx context.Context, req *evpndv1.ListMacsRequest) (*
 	default:
 		v.add("origin", fmt.Sprintf("%d is not a MAC origin (MAC_ORIGIN_LOCAL, MAC_ORIGIN_REMOTE)", f.origin))
 	}
+	return f
+}
+
+func (s *service) ListMacs(ctx context.Context, req *evpndv1.ListMacsRequest) (*evpndv1.ListMacsResponse, error) {
+	var v violations
+	f := macFilterOf(&v, req)
 	pg := v.page(req.GetPageSize(), req.GetPageToken(), req)
 	if err := v.err(); err != nil {
 		return nil, err

@@ -236,6 +236,35 @@ var flagKeys = map[string]string{
 // EVPND_* environment variables and the flags that were set, and validates.
 // A refused configuration is an *Error.
 func Load(path string, fs *pflag.FlagSet) (*Config, error) {
+	f, err := Read(path, fs)
+	if err != nil {
+		return nil, err
+	}
+	return f.Check(SourceName(path))
+}
+
+// SourceName is how errors name the configuration's origin.
+func SourceName(path string) string {
+	if path == "" {
+		return "(environment)"
+	}
+	return path
+}
+
+// Check validates f, reporting every problem as an *Error from source.
+func (f File) Check(source string) (*Config, error) {
+	cfg, problems := f.Validate()
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, &Error{Source: source, Problems: slices.Compact(problems)}
+	}
+	return cfg, nil
+}
+
+// Read reads path with the environment and flag overrides into a File,
+// refusing unknown keys and values of the wrong type (an *Error); the
+// values themselves are checked by Validate.
+func Read(path string, fs *pflag.FlagSet) (File, error) {
 	v := viper.New()
 	v.SetEnvPrefix("EVPND")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
@@ -254,20 +283,19 @@ func Load(path string, fs *pflag.FlagSet) (*Config, error) {
 	v.SetDefault("state-dir", DefaultStateDir)
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
-	source := "(environment)"
+	source := SourceName(path)
 	if path != "" {
-		source = path
 		v.SetConfigFile(path)
 		v.SetConfigType("yaml")
 		if err := v.ReadInConfig(); err != nil {
-			return nil, &Error{Source: source, Problems: []string{fmt.Sprintf("cannot read: %v", err)}}
+			return File{}, &Error{Source: source, Problems: []string{fmt.Sprintf("cannot read: %v", err)}}
 		}
 	}
 	if fs != nil {
 		for flag, key := range flagKeys {
 			if f := fs.Lookup(flag); f != nil && f.Changed {
 				if err := v.BindPFlag(key, f); err != nil {
-					return nil, fmt.Errorf("flag %s: %w", flag, err)
+					return File{}, fmt.Errorf("flag %s: %w", flag, err)
 				}
 			}
 		}
@@ -285,14 +313,14 @@ func Load(path string, fs *pflag.FlagSet) (*Config, error) {
 	if err != nil {
 		problems = append(problems, decodeProblems(err)...)
 	}
-	cfg, vp := f.Validate()
-	problems = append(problems, vp...)
 	if len(problems) > 0 {
+		// Report the values' problems too, so one run lists everything.
+		_, vp := f.Validate()
+		problems = append(problems, vp...)
 		sort.Strings(problems)
-		problems = slices.Compact(problems)
-		return nil, &Error{Source: source, Problems: problems}
+		return File{}, &Error{Source: source, Problems: slices.Compact(problems)}
 	}
-	return cfg, nil
+	return f, nil
 }
 
 // decodeProblems flattens mapstructure's joined errors into one line each.

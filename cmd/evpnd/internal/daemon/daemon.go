@@ -12,11 +12,22 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/evpnd/evpnd/bgp"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/apiserver"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/config"
+	"github.com/evpnd/evpnd/cmd/evpnd/internal/metrics"
+	"github.com/evpnd/evpnd/cmd/evpnd/internal/sdnotify"
+	"github.com/evpnd/evpnd/cmd/evpnd/internal/store"
 	"github.com/evpnd/evpnd/evpn"
 	"github.com/evpnd/evpnd/fabric"
 	"github.com/evpnd/evpnd/policy"
@@ -25,13 +36,34 @@ import (
 // Daemon is one running evpnd.
 type Daemon struct {
 	log     *slog.Logger
-	cfg     *config.Config
 	speaker bgp.Speaker
 	dp      fabric.Datapath
 	pol     policy.Engine
 	rib     *evpn.RIB
 	segs    map[evpn.VNI]evpn.Segment
 	local   map[macKey]*localMAC
+	hub     *apiserver.Hub
+	metrics *metrics.Registry
+	version string
+	// tenantOf maps every L2 and L3 VNI to its tenant, for the metrics
+	// scrape, which runs outside the loop.
+	tenantOf atomic.Pointer[map[evpn.VNI]string]
+	store    *store.Store
+	source  string
+	reload  func() (config.File, error)
+	// requests runs API changes in the event loop, so they are ordered
+	// with the events they affect.
+	requests chan request
+
+	// mu guards the configuration below: the loop writes it, API calls
+	// read it. Code in the loop reads it without the lock.
+	mu     sync.RWMutex
+	file   config.File       // as the config file declares it
+	api    config.APIObjects // created through the API, as stored
+	merged config.File       // file + api
+	place  config.Placement
+	cfg    *config.Config // merged, validated
+	loaded time.Time      // when the config file was (re)loaded
 }
 
 type macKey struct {
@@ -48,71 +80,113 @@ type localMAC struct {
 	ips    map[netip.Addr]bool
 }
 
-// New builds a daemon over a speaker and a datapath; Run starts them.
-func New(log *slog.Logger, cfg *config.Config, sp bgp.Speaker, dp fabric.Datapath, pol policy.Engine) *Daemon {
-	return &Daemon{
-		log:     log,
-		cfg:     cfg,
-		speaker: sp,
-		dp:      dp,
-		pol:     pol,
-		rib:     evpn.NewRIB(cfg.VTEP),
-		segs:    map[evpn.VNI]evpn.Segment{},
-		local:   map[macKey]*localMAC{},
+// Options are what a Daemon is built from.
+type Options struct {
+	Log *slog.Logger
+	// Source names the config file in messages; File is what it declares.
+	Source string
+	File   config.File
+	// Reload reads the config file again (SIGHUP).
+	Reload   func() (config.File, error)
+	Store    *store.Store
+	Version  string
+	Speaker  bgp.Speaker
+	Datapath fabric.Datapath
+	Policy   policy.Engine
+}
+
+// New builds a daemon; Run starts it. The config file and the objects kept
+// in the store are validated together: a store the file contradicts (a
+// tenant declared in both, a segment whose tenant the file dropped) is an
+// error naming each problem, and nothing starts.
+func New(o Options) (*Daemon, error) {
+	d := &Daemon{
+		log:      o.Log,
+		speaker:  o.Speaker,
+		dp:       o.Datapath,
+		pol:      o.Policy,
+		segs:     map[evpn.VNI]evpn.Segment{},
+		local:    map[macKey]*localMAC{},
+		hub:      apiserver.NewHub(),
+		store:    o.Store,
+		version:  o.Version,
+		source:   o.Source,
+		reload:   o.Reload,
+		requests: make(chan request),
+		file:     o.File,
+		loaded:   time.Now(),
 	}
+	api := config.APIObjects(o.Store.State())
+	merged, place, cfg, err := d.validate(o.File, api)
+	if err != nil {
+		return nil, err
+	}
+	d.api, d.merged, d.place, d.cfg = api, merged, place, cfg
+	d.rib = evpn.NewRIB(cfg.VTEP)
+	d.metrics = metrics.New(d, o.Version, metrics.WithLogger(o.Log.With("component", "metrics")))
+	return d, nil
+}
+
+// validate merges the file and the API objects and checks the result.
+func (d *Daemon) validate(f config.File, api config.APIObjects) (config.File, config.Placement, *config.Config, error) {
+	merged, place, probs := config.Merge(f, api)
+	cfg, vprobs := merged.Validate()
+	probs = append(probs, vprobs...)
+	if len(probs) > 0 {
+		slices.Sort(probs)
+		return merged, place, nil, &config.Error{Source: d.source + " with " + d.store.Path(), Problems: slices.Compact(probs)}
+	}
+	return merged, place, cfg, nil
 }
 
 // Run brings the datapath to the configuration, starts BGP and the API,
 // and runs the event loop until ctx ends. Kernel objects outlive Run, so a
 // restart does not interrupt traffic.
 func (d *Daemon) Run(ctx context.Context) error {
-	if err := d.dp.Set(ctx, d.cfg.Fabric()); err != nil {
-		// A missing port or one bad segment must not take the whole host
-		// off the fabric: report, carry on with what was built.
-		d.log.Error("datapath not fully reconciled", "err", err)
-	}
-	segs := d.cfg.Segments()
-	for _, s := range segs {
-		d.segs[s.VNI] = s
-	}
-	d.apply(ctx, d.rib.SetSegments(segs))
-	l3s := d.cfg.L3()
-	d.apply(ctx, d.rib.SetL3(l3s))
-
-	if err := d.speaker.Start(ctx, d.cfg.BGP); err != nil {
+	cfg := d.cfg
+	d.setDatapath(ctx, cfg)
+	if err := d.speaker.Start(ctx, cfg.BGP); err != nil {
 		return err
 	}
 	defer d.speaker.Stop()
-
-	if err := d.speaker.Advertise(ctx, d.originated(segs, l3s)); err != nil {
-		d.log.Error("advertise segment and prefix routes", "err", err)
-	}
-	d.applyPolicies(ctx)
+	d.reannounce(ctx, nil, d.originated(cfg))
+	d.reconcilePolicies(ctx, &config.Config{}, cfg)
 
 	api, err := d.serveAPI()
 	if err != nil {
 		return err
 	}
 	defer api.Stop()
+	if cfg.MetricsListen != "" {
+		addr, err := d.metrics.Serve(ctx, cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		d.log.Info("metrics served", "addr", "http://"+addr.String()+"/metrics")
+	}
 
-	d.log.Info("evpnd running", "router_id", d.cfg.RouterID, "asn", d.cfg.ASN, "vtep", d.cfg.VTEP,
-		"tenants", len(d.cfg.Tenants), "segments", len(segs), "api", d.cfg.APIListen)
+	d.log.Info("evpnd running", "router_id", cfg.RouterID, "asn", cfg.ASN, "vtep", cfg.VTEP,
+		"tenants", len(cfg.Tenants), "segments", len(d.segs), "api", cfg.APIListen, "state", d.store.Path())
+	if _, err := sdnotify.Notify("READY=1\nSTATUS=running"); err != nil {
+		d.log.Warn("systemd notify", "err", err)
+	}
+	defer func() { _ = sdnotify.Stopping() }()
 	return d.loop(ctx)
 }
 
 // originated is what this host advertises regardless of what it learns: a
 // type-3 per segment, and per routed tenant a type-5 for each gateway
 // subnet (unless advertise-connected is off) and each static route.
-func (d *Daemon) originated(segs []evpn.Segment, l3s []evpn.L3) []evpn.Route {
+func (d *Daemon) originated(cfg *config.Config) []evpn.Route {
 	var out []evpn.Route
-	for _, s := range segs {
-		out = append(out, s.IMETRoute(d.cfg.VTEP))
+	for _, s := range cfg.Segments() {
+		out = append(out, s.IMETRoute(cfg.VTEP))
 	}
 	l3 := map[string]evpn.L3{}
-	for _, l := range l3s {
+	for _, l := range cfg.L3() {
 		l3[l.Tenant] = l
 	}
-	for _, t := range d.cfg.Tenants {
+	for _, t := range cfg.Tenants {
 		if t.L3 == nil {
 			continue
 		}
@@ -131,7 +205,7 @@ func (d *Daemon) originated(segs []evpn.Segment, l3s []evpn.L3) []evpn.Route {
 		for _, p := range prefixes {
 			if !seen[p] {
 				seen[p] = true
-				out = append(out, l3[t.Name].PrefixRoute(d.cfg.VTEP, p))
+				out = append(out, l3[t.Name].PrefixRoute(cfg.VTEP, p))
 			}
 		}
 	}
@@ -139,11 +213,19 @@ func (d *Daemon) originated(segs []evpn.Segment, l3s []evpn.L3) []evpn.Route {
 }
 
 func (d *Daemon) serveAPI() (*apiserver.Server, error) {
-	l, err := apiserver.Listen(d.cfg.APIListen)
+	var files *apiserver.TLSFiles
+	if t := d.cfg.APITLS; t != (config.APITLS{}) {
+		files = &apiserver.TLSFiles{Cert: t.Cert, Key: t.Key, ClientCA: t.ClientCA}
+	}
+	ep, err := apiserver.Open(d.cfg.APIListen, files)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s := apiserver.New(d, d.log.With("component", "api"))
+	opts := append(ep.Options,
+		grpc.ChainUnaryInterceptor(d.metrics.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(d.metrics.StreamServerInterceptor()))
+	s := apiserver.New(d, d.log.With("component", "api"), opts...)
+	l := ep.Listener
 	go func() {
 		if err := s.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
 			d.log.Error("api server stopped", "err", err)
@@ -156,11 +238,22 @@ func (d *Daemon) loop(ctx context.Context) error {
 	converged := d.speaker.Converged()
 	events := d.speaker.Events()
 	learned := d.dp.Learned()
+	peers := d.speaker.PeerEvents()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
 			d.log.Info("evpnd stopping; kernel state stays in place")
 			return nil
+		case r := <-d.requests:
+			r.run(ctx)
+			close(r.done)
+		case <-hup:
+			d.reloadConfig(ctx)
+		case p := <-peers:
+			d.hub.Publish(apiserver.Event{Peer: &p})
 		case batch, ok := <-events:
 			if !ok {
 				return errors.New("bgp event stream ended")
@@ -181,6 +274,13 @@ func (d *Daemon) loop(ctx context.Context) error {
 // remote applies a batch of received routes to the RIB and the kernel.
 func (d *Daemon) remote(ctx context.Context, batch []evpn.Route) {
 	start := time.Now()
+	if d.hub.Watching() {
+		evs := make([]apiserver.Event, len(batch))
+		for i := range batch {
+			evs[i] = apiserver.Event{Route: &batch[i], Removed: batch[i].Withdraw}
+		}
+		d.hub.Publish(evs...)
+	}
 	diff := d.rib.Update(batch)
 	d.apply(ctx, diff)
 	for _, s := range d.rib.Superseded() {
@@ -194,6 +294,7 @@ func (d *Daemon) apply(ctx context.Context, diff evpn.Diff) {
 	if diff.Empty() {
 		return
 	}
+	d.publishFDB(diff)
 	if err := d.dp.Update(ctx, diff); err != nil {
 		// The next Sync repairs what a failed write left; say what failed.
 		d.log.Error("kernel update incomplete", "err", err)
@@ -243,6 +344,7 @@ func (d *Daemon) learn(ctx context.Context, l fabric.Learned) {
 		lm = &localMAC{tenant: l.Tenant, port: l.Port, seq: seq, ips: map[netip.Addr]bool{}}
 		d.local[k] = lm
 		d.advertise(ctx, seg.MACIPRoute(d.cfg.VTEP, l.MAC, netip.Addr{}, seq), false)
+		d.hub.Publish(apiserver.Event{MAC: &fabric.MAC{Tenant: l.Tenant, VNI: l.VNI, MAC: l.MAC, Port: l.Port}})
 		log.Info("local mac learned", "port", l.Port, "seq", seq)
 	}
 	if !l.IP.IsValid() && l.Port != "" && l.Port != lm.port {
@@ -279,6 +381,8 @@ func (d *Daemon) forget(ctx context.Context, seg evpn.Segment, k macKey, lm *loc
 	if err := d.speaker.Advertise(ctx, routes); err != nil {
 		d.log.Error("withdraw local mac", "vni", k.vni, "mac", mac.String(), "err", err)
 	}
+	d.publishRoutes(routes)
+	d.hub.Publish(apiserver.Event{Removed: true, MAC: &fabric.MAC{Tenant: lm.tenant, VNI: k.vni, MAC: mac, Port: lm.port}})
 	delete(d.local, k)
 	if len(lm.ips) > 0 {
 		d.portAddressesChanged(ctx, lm.tenant, lm.port)
@@ -308,6 +412,7 @@ func (d *Daemon) advertise(ctx context.Context, r evpn.Route, withdraw bool) {
 	if err := d.speaker.Advertise(ctx, []evpn.Route{r}); err != nil {
 		d.log.Error("advertise", "route", r.NLRI, "withdraw", withdraw, "err", err)
 	}
+	d.publishRoutes([]evpn.Route{r})
 }
 
 // Peers implements apiserver.Backend.
@@ -319,6 +424,48 @@ func (d *Daemon) Routes(ctx context.Context) ([]evpn.Route, error) { return d.sp
 
 // MACs implements apiserver.Backend.
 func (d *Daemon) MACs(ctx context.Context) ([]fabric.MAC, error) { return d.dp.MACs(ctx) }
+
+// NeighborCounts implements metrics.Source: per tenant, the local and
+// remote neighbor entries.
+func (d *Daemon) NeighborCounts(ctx context.Context) (map[string][2]int, error) {
+	ns, err := d.dp.Neighbors(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][2]int{}
+	for _, n := range ns {
+		c := out[n.Tenant]
+		if n.Remote {
+			c[1]++
+		} else {
+			c[0]++
+		}
+		out[n.Tenant] = c
+	}
+	return out, nil
+}
+
+// TenantOfVNI implements metrics.Source.
+func (d *Daemon) TenantOfVNI(vni evpn.VNI) (string, bool) {
+	m := d.tenantOf.Load()
+	if m == nil {
+		return "", false
+	}
+	t, ok := (*m)[vni]
+	return t, ok
+}
+
+// DatapathStats implements metrics.Source.
+func (d *Daemon) DatapathStats() fabric.Stats { return d.dp.Stats() }
+
+// Neighbors implements apiserver.Backend.
+func (d *Daemon) Neighbors(ctx context.Context) ([]fabric.Neighbor, error) { return d.dp.Neighbors(ctx) }
+
+// PolicyCounters implements apiserver.Backend.
+func (d *Daemon) PolicyCounters(ctx context.Context) ([]policy.Counter, error) { return d.pol.Counters(ctx) }
+
+// Events implements apiserver.Backend.
+func (d *Daemon) Events() *apiserver.Hub { return d.hub }
 
 // TenantRoutes implements apiserver.Backend.
 func (d *Daemon) TenantRoutes(ctx context.Context) ([]fabric.Route, error) { return d.dp.Routes(ctx) }

@@ -11,9 +11,16 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/evpnd/evpnd/bgp"
+	"github.com/evpnd/evpnd/cmd/evpnd/internal/apiserver"
+	"github.com/evpnd/evpnd/cmd/evpnd/internal/config"
 	"github.com/evpnd/evpnd/evpn"
 	"github.com/evpnd/evpnd/fabric"
+	"github.com/evpnd/evpnd/policy"
 )
 
 // Backend answers with the values it holds, or Err.
@@ -23,7 +30,39 @@ type Backend struct {
 	MACList   []fabric.MAC
 	// TenantRouteList is the tenants' routing tables.
 	TenantRouteList []fabric.Route
-	Err             error
+	NeighborList    []fabric.Neighbor
+	CounterList     []policy.Counter
+	// Objs are the configuration objects listed; the fixture refuses
+	// changes (the daemon's own tests cover them against a real evpnd).
+	Objs config.APIObjects
+	Hub  *apiserver.Hub
+	Err  error
+}
+
+// Neighbors returns a copy of NeighborList.
+func (b *Backend) Neighbors(context.Context) ([]fabric.Neighbor, error) {
+	return slices.Clone(b.NeighborList), b.Err
+}
+
+// PolicyCounters returns a copy of CounterList.
+func (b *Backend) PolicyCounters(context.Context) ([]policy.Counter, error) {
+	return slices.Clone(b.CounterList), b.Err
+}
+
+// Objects returns Objs.
+func (b *Backend) Objects(context.Context) (config.APIObjects, error) { return b.Objs, b.Err }
+
+// Change refuses: the fixture's state is fixed.
+func (b *Backend) Change(context.Context, apiserver.Change) (proto.Message, bool, error) {
+	return nil, false, status.Error(codes.Unimplemented, "the API fixture is read-only")
+}
+
+// Events returns Hub, created on first use.
+func (b *Backend) Events() *apiserver.Hub {
+	if b.Hub == nil {
+		b.Hub = apiserver.NewHub()
+	}
+	return b.Hub
 }
 
 // Peers returns a copy of PeerList.
