@@ -49,8 +49,8 @@ type Daemon struct {
 	// scrape, which runs outside the loop.
 	tenantOf atomic.Pointer[map[evpn.VNI]string]
 	store    *store.Store
-	source  string
-	reload  func() (config.File, error)
+	source   string
+	reload   func() (config.File, error)
 	// requests runs API changes in the event loop, so they are ordered
 	// with the events they affect.
 	requests chan request
@@ -459,10 +459,14 @@ func (d *Daemon) TenantOfVNI(vni evpn.VNI) (string, bool) {
 func (d *Daemon) DatapathStats() fabric.Stats { return d.dp.Stats() }
 
 // Neighbors implements apiserver.Backend.
-func (d *Daemon) Neighbors(ctx context.Context) ([]fabric.Neighbor, error) { return d.dp.Neighbors(ctx) }
+func (d *Daemon) Neighbors(ctx context.Context) ([]fabric.Neighbor, error) {
+	return d.dp.Neighbors(ctx)
+}
 
 // PolicyCounters implements apiserver.Backend.
-func (d *Daemon) PolicyCounters(ctx context.Context) ([]policy.Counter, error) { return d.pol.Counters(ctx) }
+func (d *Daemon) PolicyCounters(ctx context.Context) ([]policy.Counter, error) {
+	return d.pol.Counters(ctx)
+}
 
 // Events implements apiserver.Backend.
 func (d *Daemon) Events() *apiserver.Hub { return d.hub }
