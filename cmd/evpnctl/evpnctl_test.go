@@ -24,6 +24,19 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata fr
 // daemon's internal packages, so the server runs as the fixtured command.
 var fixtureSocket string
 
+// fixtureErr is why the fixture server could not start; the tests that
+// need it fail with it, the others run.
+var fixtureErr error
+
+// needFixture fails a test that needs the fixture server when it is not
+// running.
+func needFixture(t *testing.T) {
+	t.Helper()
+	if fixtureErr != nil {
+		t.Fatalf("the fixture API server is not running: %v", fixtureErr)
+	}
+}
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "evpnctl-test-")
@@ -31,15 +44,20 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	now = func() time.Time { return time.Date(2025, 11, 25, 10, 0, 0, 0, time.UTC) }
 	stop, err := startFixture(dir)
 	if err != nil {
-		os.RemoveAll(dir)
+		fixtureErr = err
 		fmt.Fprintln(os.Stderr, "starting the fixture API server:", err)
-		os.Exit(1)
 	}
 	code := m.Run()
-	if err := stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "fixture API server:", err)
+	if stop != nil {
+		if err := stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "fixture API server:", err)
+			code = 1
+		}
+	}
+	if fixtureErr != nil {
 		code = 1
 	}
 	os.RemoveAll(dir)
@@ -137,31 +155,40 @@ func TestGolden(t *testing.T) {
 		{"tenant-routes-none.table", []string{"show", "routes", "--tenant", "green"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
+			needFixture(t)
 			args := append([]string{"--socket", fixtureSocket}, tc.args...)
 			stdout, stderr, code := evpnctl(nil, args...)
 			if code != exitOK || stderr != "" {
 				t.Fatalf("evpnctl %s: exit %d, stderr %q", strings.Join(tc.args, " "), code, stderr)
 			}
-			path := filepath.Join("testdata", tc.golden+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(stdout), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./cmd/evpnctl -update to create it)", err)
-			}
-			if stdout != string(want) {
-				t.Errorf("evpnctl %s: output differs from %s (go test ./cmd/evpnctl -update refreshes it)\n got:\n%s\nwant:\n%s",
-					strings.Join(tc.args, " "), path, stdout, want)
-			}
+			checkGolden(t, tc.golden, tc.args, stdout)
 		})
 	}
 }
 
+// checkGolden compares the output of evpnctl args with
+// testdata/<golden>.golden, or rewrites it with -update.
+func checkGolden(t *testing.T, golden string, args []string, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", golden+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./cmd/evpnctl -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("evpnctl %s: output differs from %s (go test ./cmd/evpnctl -update refreshes it)\n got:\n%s\nwant:\n%s",
+			strings.Join(args, " "), path, got, want)
+	}
+}
+
 func TestSocketFromEnvironment(t *testing.T) {
+	needFixture(t)
 	stdout, stderr, code := evpnctl(map[string]string{socketEnv: fixtureSocket}, "show", "peers")
 	if code != exitOK || !strings.Contains(stdout, "10.0.0.254") {
 		t.Errorf("with %s set: exit %d, stdout %q, stderr %q", socketEnv, code, stdout, stderr)
@@ -187,8 +214,8 @@ func TestUnreachable(t *testing.T) {
 	for _, tc := range []struct {
 		socket, want string
 	}{
-		{missing, "evpnctl: cannot reach evpnd at " + missing + ": no such file (is evpnd running? use --socket)\n"},
-		{stale, "evpnctl: cannot reach evpnd at " + stale + ": connection refused (the socket is stale: is evpnd running? use --socket)\n"},
+		{missing, "evpnctl: cannot reach evpnd at " + missing + ": no such socket: is evpnd running? (use --socket or EVPNCTL_SOCKET for another socket)\n"},
+		{stale, "evpnctl: cannot reach evpnd at " + stale + ": connection refused, the socket is stale: is evpnd running? (use --socket or EVPNCTL_SOCKET for another socket)\n"},
 	} {
 		stdout, stderr, code := evpnctl(nil, "--socket", tc.socket, "show", "evpn", "routes")
 		if code != exitError || stderr != tc.want || stdout != "" {
@@ -202,7 +229,7 @@ func TestMissingSocketDefault(t *testing.T) {
 		t.Skipf("%s exists on this machine", defaultSocket)
 	}
 	_, stderr, code := evpnctl(nil, "show", "peers")
-	want := "evpnctl: cannot reach evpnd at /run/evpnd/evpnd.sock: no such file (is evpnd running? use --socket)\n"
+	want := "evpnctl: cannot reach evpnd at /run/evpnd/evpnd.sock: no such socket: is evpnd running? (use --socket or EVPNCTL_SOCKET for another socket)\n"
 	if code != exitError || stderr != want {
 		t.Errorf("exit %d, stderr %q; want exit 1, %q", code, stderr, want)
 	}
@@ -216,14 +243,14 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"shwo"}, `evpnctl: unknown command "shwo" for "evpnctl"`, "evpnctl"},
 		{[]string{"show", "bgp"}, `evpnctl: unknown command "bgp" for "evpnctl show"`, "evpnctl show"},
-		{[]string{"show"}, "evpnctl: evpnctl show needs a subcommand: evpn, peers, routes", "evpnctl show"},
-		{[]string{}, "evpnctl: evpnctl needs a subcommand: completion, show, version", "evpnctl"},
+		{[]string{"show"}, "evpnctl: evpnctl show needs a subcommand: evpn, neighbors, peers, routes", "evpnctl show"},
+		{[]string{}, "evpnctl: evpnctl needs a subcommand: apply, completion, policy, port, segment, show, tenant, version, watch", "evpnctl"},
 		{[]string{"show", "peers", "extra"}, `evpnctl: evpnctl show peers takes no arguments, got ["extra"]`, "evpnctl show peers"},
 		{[]string{"show", "peers", "--bogus"}, "evpnctl: unknown flag: --bogus", "evpnctl show peers"},
 		{[]string{"show", "evpn", "routes", "--vni", "x"}, `evpnctl: invalid argument "x" for "--vni" flag: strconv.ParseUint: parsing "x": invalid syntax`, "evpnctl show evpn routes"},
 		{[]string{"show", "evpn", "routes", "--type", "ethernet-ad"}, `evpnctl: invalid --type "ethernet-ad": want macip, multicast or prefix`, "evpnctl show evpn routes"},
 		{[]string{"show", "evpn", "macs", "--origin", "both"}, `evpnctl: invalid --origin "both": want local or remote`, "evpnctl show evpn macs"},
-		{[]string{"show", "peers", "-o", "yaml"}, `evpnctl: invalid --output "yaml": want table or json`, "evpnctl show peers"},
+		{[]string{"show", "peers", "-o", "xml"}, `evpnctl: invalid --output "xml": want table, json or yaml`, "evpnctl show peers"},
 		// Values only the server can judge come back as usage errors too.
 		{[]string{"show", "evpn", "routes", "--vni", "16777216"}, "evpnctl: invalid --vni: 16777216 is out of range 1..16777215", "evpnctl show evpn routes"},
 		{[]string{"show", "evpn", "macs", "--vni", "0"}, "evpnctl: invalid --vni: 0 is out of range 1..16777215", "evpnctl show evpn macs"},

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -23,25 +24,133 @@ var jsonOptions = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValue
 // writeJSON writes {"<key>": [rows...]} indented. protojson's own
 // whitespace is deliberately unstable, so it is normalised here.
 func writeJSON[M proto.Message](w io.Writer, key string, rows []M) error {
+	raw, err := keyedJSON(key, rows)
+	if err != nil {
+		return err
+	}
+	return writeIndented(w, raw)
+}
+
+// writeRows writes the {"<key>": [rows...]} of the show commands as JSON or
+// YAML, or returns false for a table.
+func writeRows[M proto.Message](w io.Writer, output, key string, rows []M) (bool, error) {
+	switch output {
+	case "json":
+		return true, writeJSON(w, key, rows)
+	case "yaml":
+		raw, err := keyedJSON(key, rows)
+		if err != nil {
+			return true, err
+		}
+		return true, writeYAML(w, raw)
+	}
+	return false, nil
+}
+
+func keyedJSON[M proto.Message](key string, rows []M) ([]byte, error) {
+	items, err := jsonList(rows)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", key, err)
+	}
+	raw, err := json.Marshal(map[string]json.RawMessage{key: items})
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", key, err)
+	}
+	return raw, nil
+}
+
+// jsonList is rows as one JSON array.
+func jsonList[M proto.Message](rows []M) ([]byte, error) {
 	items := make([]json.RawMessage, len(rows))
 	for i, r := range rows {
 		b, err := jsonOptions.Marshal(r)
 		if err != nil {
-			return fmt.Errorf("encoding %s: %w", key, err)
+			return nil, err
 		}
 		items[i] = b
 	}
-	raw, err := json.Marshal(map[string][]json.RawMessage{key: items})
+	return json.Marshal(items)
+}
+
+// writeList writes the objects of a resource list as a JSON or YAML list,
+// or returns false for a table.
+func writeList[M proto.Message](w io.Writer, output string, rows []M) (bool, error) {
+	if output != "json" && output != "yaml" {
+		return false, nil
+	}
+	raw, err := jsonList(rows)
 	if err != nil {
-		return fmt.Errorf("encoding %s: %w", key, err)
+		return true, fmt.Errorf("encoding the list: %w", err)
+	}
+	if output == "yaml" {
+		return true, writeYAML(w, raw)
+	}
+	return true, writeIndented(w, raw)
+}
+
+// writeObject writes one object as JSON or YAML, or returns false for a
+// table.
+func writeObject(w io.Writer, output string, m proto.Message) (bool, error) {
+	if output != "json" && output != "yaml" {
+		return false, nil
+	}
+	raw, err := jsonOptions.Marshal(m)
+	if err != nil {
+		return true, fmt.Errorf("encoding %s: %w", m.ProtoReflect().Descriptor().Name(), err)
+	}
+	if output == "yaml" {
+		return true, writeYAML(w, raw)
+	}
+	return true, writeIndented(w, raw)
+}
+
+// writeJSONLine writes m as one compact line: JSON Lines, for watch.
+func writeJSONLine(w io.Writer, m proto.Message) error {
+	raw, err := jsonOptions.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", m.ProtoReflect().Descriptor().Name(), err)
 	}
 	var out bytes.Buffer
-	if err := json.Indent(&out, raw, "", "  "); err != nil {
-		return fmt.Errorf("encoding %s: %w", key, err)
+	if err := json.Compact(&out, raw); err != nil {
+		return fmt.Errorf("encoding %s: %w", m.ProtoReflect().Descriptor().Name(), err)
 	}
 	out.WriteByte('\n')
 	_, err = w.Write(out.Bytes())
 	return err
+}
+
+func writeIndented(w io.Writer, raw []byte) error {
+	var out bytes.Buffer
+	if err := json.Indent(&out, raw, "", "  "); err != nil {
+		return fmt.Errorf("encoding json: %w", err)
+	}
+	out.WriteByte('\n')
+	_, err := w.Write(out.Bytes())
+	return err
+}
+
+// writeYAML writes JSON as block-style YAML with the keys in the same
+// order; JSON is YAML, so it is parsed as a node tree and its JSON styling
+// dropped. Strings that would read as another type stay quoted.
+func writeYAML(w io.Writer, raw []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("encoding yaml: %w", err)
+	}
+	var plain func(n *yaml.Node)
+	plain = func(n *yaml.Node) {
+		n.Style = 0
+		for _, c := range n.Content {
+			plain(c)
+		}
+	}
+	plain(&doc)
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return fmt.Errorf("encoding yaml: %w", err)
+	}
+	return enc.Close()
 }
 
 // table writes aligned columns, two spaces apart, like kubectl.
@@ -172,4 +281,86 @@ func uptime(d time.Duration) string {
 		return fmt.Sprintf("%dd%02dh%02dm", s/day, s%day/3600, s%3600/60)
 	}
 	return fmt.Sprintf("%dw%dd%02dh", s/week, s%week/day, s%day/3600)
+}
+
+// source is where an object is declared: config or api.
+func source(m *evpndv1.Meta) string {
+	return enumName(m.GetSource().String(), "SOURCE_")
+}
+
+func generation(m *evpndv1.Meta) string {
+	if m.GetGeneration() == 0 {
+		return ""
+	}
+	return strconv.FormatInt(m.GetGeneration(), 10)
+}
+
+// nonZero is n, or "" (shown as "-") for 0, a field left to its default.
+func nonZero(n uint64) string {
+	if n == 0 {
+		return ""
+	}
+	return u64(n)
+}
+
+func tenantsTable(w io.Writer, tenants []*evpndv1.Tenant) error {
+	t := newTable(w, "NAME", "L3VNI", "NAMESPACE", "SOURCE", "GEN")
+	for _, x := range tenants {
+		t.row(x.GetName(), nonZero(uint64(x.GetL3Vni())), x.GetNamespace(), source(x.GetMeta()), generation(x.GetMeta()))
+	}
+	return t.flush()
+}
+
+func segmentsTable(w io.Writer, segments []*evpndv1.Segment) error {
+	t := newTable(w, "TENANT", "NAME", "VNI", "MTU", "GATEWAYS", "PORTS", "SOURCE", "GEN")
+	for _, s := range segments {
+		mtu := ""
+		if s.GetMtu() > 0 {
+			mtu = strconv.Itoa(int(s.GetMtu()))
+		}
+		t.row(s.GetTenant(), s.GetName(), u64(uint64(s.GetVni())), mtu, strings.Join(s.GetGateway(), ","),
+			strings.Join(s.GetPorts(), ","), source(s.GetMeta()), generation(s.GetMeta()))
+	}
+	return t.flush()
+}
+
+func portsTable(w io.Writer, ports []*evpndv1.Port) error {
+	t := newTable(w, "INTERFACE", "TENANT", "SEGMENT", "SOURCE", "GEN")
+	for _, p := range ports {
+		t.row(p.GetInterface(), p.GetTenant(), p.GetSegment(), source(p.GetMeta()), generation(p.GetMeta()))
+	}
+	return t.flush()
+}
+
+func policiesTable(w io.Writer, policies []*evpndv1.Policy) error {
+	t := newTable(w, "TENANT", "RULES", "GROUPS", "NAT", "QOS", "SOURCE", "GEN")
+	for _, p := range policies {
+		nat := "no"
+		if p.GetNat() != nil {
+			nat = "yes"
+		}
+		t.row(p.GetTenant(), strconv.Itoa(len(p.GetRules())), strconv.Itoa(len(p.GetAddressGroups())+len(p.GetPortGroups())),
+			nat, strconv.Itoa(len(p.GetQos())), source(p.GetMeta()), generation(p.GetMeta()))
+	}
+	return t.flush()
+}
+
+func countersTable(w io.Writer, counters []*evpndv1.PolicyCounter) error {
+	t := newTable(w, "TENANT", "RULE", "PACKETS", "BYTES")
+	for _, c := range counters {
+		t.row(c.GetTenant(), c.GetRule(), u64(c.GetPackets()), u64(c.GetBytes()))
+	}
+	return t.flush()
+}
+
+func neighborsTable(w io.Writer, neighbors []*evpndv1.Neighbor) error {
+	t := newTable(w, "TENANT", "VNI", "IP", "MAC", "ORIGIN", "STATE")
+	for _, n := range neighbors {
+		origin := "local"
+		if n.GetRemote() {
+			origin = "remote"
+		}
+		t.row(n.GetTenant(), u64(uint64(n.GetVni())), n.GetIp(), n.GetMac(), origin, n.GetState())
+	}
+	return t.flush()
 }

@@ -23,27 +23,8 @@ func newShowCmd(g *globals) *cobra.Command {
 		RunE:  groupRunE,
 	}
 	evpnCmd.AddCommand(newRoutesCmd(g), newMacsCmd(g))
-	show.AddCommand(newPeersCmd(g), evpnCmd, newTenantRoutesCmd(g))
+	show.AddCommand(newPeersCmd(g), evpnCmd, newTenantRoutesCmd(g), newNeighborsCmd(g))
 	return show
-}
-
-// call dials evpnd, runs fn with the --timeout deadline and explains its
-// error.
-func call(ctx context.Context, g *globals, fn func(ctx context.Context, api evpndv1.EvpndServiceClient) error) error {
-	if err := g.checkOutput(); err != nil {
-		return err
-	}
-	c, err := dial(g)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
-	if err := fn(ctx, c.api); err != nil {
-		return c.explain(err)
-	}
-	return nil
 }
 
 func newPeersCmd(g *globals) *cobra.Command {
@@ -70,8 +51,8 @@ func showPeers(ctx context.Context, g *globals, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if g.output == "json" {
-		return writeJSON(w, "peers", peers)
+	if ok, err := writeRows(w, g.output, "peers", peers); ok {
+		return err
 	}
 	return peersTable(w, peers)
 }
@@ -115,15 +96,9 @@ it matches all of them.`,
 
 func showRoutes(ctx context.Context, g *globals, vniSet bool, f routesFlags, w io.Writer) error {
 	req := &evpndv1.ListRoutesRequest{Rd: f.rd, Mac: f.mac, Prefix: f.prefix}
-	if f.typ != "" {
-		t, ok := routeTypes[f.typ]
-		if !ok {
-			return usagef("invalid --type %q: want macip, multicast or prefix", f.typ)
-		}
-		req.Type = t
-	}
-	if vniSet {
-		req.Vni = &f.vni
+	var err error
+	if req.Type, req.Vni, err = f.filters(vniSet); err != nil {
+		return err
 	}
 	routes, err := listAll(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient, token string) ([]*evpndv1.Route, string, error) {
 		req.PageToken = token
@@ -133,8 +108,8 @@ func showRoutes(ctx context.Context, g *globals, vniSet bool, f routesFlags, w i
 	if err != nil {
 		return err
 	}
-	if g.output == "json" {
-		return writeJSON(w, "routes", routes)
+	if ok, err := writeRows(w, g.output, "routes", routes); ok {
+		return err
 	}
 	return routesTable(w, routes)
 }
@@ -173,12 +148,9 @@ MACs behind remote VTEPs installed from EVPN routes.`,
 
 func showMacs(ctx context.Context, g *globals, vniSet bool, f macsFlags, w io.Writer) error {
 	req := &evpndv1.ListMacsRequest{Tenant: f.tenant}
-	if f.origin != "" {
-		o, ok := macOrigins[f.origin]
-		if !ok {
-			return usagef("invalid --origin %q: want local or remote", f.origin)
-		}
-		req.Origin = o
+	var err error
+	if req.Origin, err = parseOrigin(f.origin); err != nil {
+		return err
 	}
 	if vniSet {
 		req.Vni = &f.vni
@@ -191,8 +163,8 @@ func showMacs(ctx context.Context, g *globals, vniSet bool, f macsFlags, w io.Wr
 	if err != nil {
 		return err
 	}
-	if g.output == "json" {
-		return writeJSON(w, "macs", macs)
+	if ok, err := writeRows(w, g.output, "macs", macs); ok {
+		return err
 	}
 	return macsTable(w, macs)
 }
@@ -253,8 +225,83 @@ func showTenantRoutes(ctx context.Context, g *globals, f tenantRoutesFlags, w io
 	if err != nil {
 		return err
 	}
-	if g.output == "json" {
-		return writeJSON(w, "routes", routes)
+	if ok, err := writeRows(w, g.output, "routes", routes); ok {
+		return err
 	}
 	return tenantRoutesTable(w, routes)
+}
+
+func newNeighborsCmd(g *globals) *cobra.Command {
+	var f macsFlags
+	cmd := &cobra.Command{
+		Use:   "neighbors",
+		Short: "Show the neighbor (ARP/ND) tables of the tenant segments",
+		Long: `Show the neighbor (ARP and ND) tables of the tenant segments: entries for
+local workloads and the suppression entries installed from remote EVPN
+type-2 routes (ORIGIN remote), with which the host answers ARP and ND for
+remote workloads itself. STATE is the kernel's: reachable, stale, noarp...`,
+		Example: `  evpnctl show neighbors --tenant blue --vni 100
+  evpnctl show neighbors --origin remote -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return showNeighbors(cmd.Context(), g, cmd.Flags().Changed("vni"), f, cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.tenant, "tenant", "", "only this tenant's segments")
+	fl.Uint32Var(&f.vni, "vni", 0, "only the segment with this VNI (1..16777215)")
+	fl.StringVar(&f.origin, "origin", "", "only local or only remote entries: local or remote")
+	completeTenantFlag(g, cmd)
+	return cmd
+}
+
+func showNeighbors(ctx context.Context, g *globals, vniSet bool, f macsFlags, w io.Writer) error {
+	req := &evpndv1.ListNeighborsRequest{Tenant: f.tenant}
+	origin, err := parseOrigin(f.origin)
+	if err != nil {
+		return err
+	}
+	req.Origin = origin
+	if vniSet {
+		req.Vni = &f.vni
+	}
+	neighbors, err := listAll(ctx, g, func(ctx context.Context, api evpndv1.EvpndServiceClient, token string) ([]*evpndv1.Neighbor, string, error) {
+		req.PageToken = token
+		resp, err := api.ListNeighbors(ctx, req)
+		return resp.GetNeighbors(), resp.GetNextPageToken(), err
+	})
+	if err != nil {
+		return err
+	}
+	if ok, err := writeRows(w, g.output, "neighbors", neighbors); ok {
+		return err
+	}
+	return neighborsTable(w, neighbors)
+}
+
+func parseOrigin(s string) (evpndv1.MacOrigin, error) {
+	if s == "" {
+		return evpndv1.MacOrigin_MAC_ORIGIN_UNSPECIFIED, nil
+	}
+	o, ok := macOrigins[s]
+	if !ok {
+		return 0, usagef("invalid --origin %q: want local or remote", s)
+	}
+	return o, nil
+}
+
+// filters turns the route filter flags into ListRoutes' filters.
+func (f routesFlags) filters(vniSet bool) (typ evpndv1.RouteType, vni *uint32, err error) {
+	if f.typ != "" {
+		t, ok := routeTypes[f.typ]
+		if !ok {
+			return 0, nil, usagef("invalid --type %q: want macip, multicast or prefix", f.typ)
+		}
+		typ = t
+	}
+	if vniSet {
+		v := f.vni
+		vni = &v
+	}
+	return typ, vni, nil
 }
