@@ -295,7 +295,9 @@ func (d *Daemon) apply(ctx context.Context, diff evpn.Diff) {
 		return
 	}
 	d.publishFDB(diff)
-	if err := d.dp.Update(ctx, diff); err != nil {
+	err := d.dp.Update(ctx, diff)
+	d.metrics.ReconcileDone("update", err)
+	if err != nil {
 		// The next Sync repairs what a failed write left; say what failed.
 		d.log.Error("kernel update incomplete", "err", err)
 	}
@@ -305,7 +307,9 @@ func (d *Daemon) apply(ctx context.Context, diff evpn.Diff) {
 // everything: until then a restart keeps what the kernel has.
 func (d *Daemon) sync(ctx context.Context) {
 	want := d.rib.Intents()
-	if err := d.dp.Sync(ctx, want); err != nil {
+	err := d.dp.Sync(ctx, want)
+	d.metrics.ReconcileDone("sync", err)
+	if err != nil {
 		d.log.Error("kernel sync incomplete", "err", err)
 	} else {
 		d.log.Info("kernel synced with control plane", "fdb", len(want.FDB), "flood", len(want.Flood), "neigh", len(want.Neigh))

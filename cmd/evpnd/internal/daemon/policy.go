@@ -71,6 +71,7 @@ func (d *Daemon) reconcilePolicies(ctx context.Context, old, cfg *config.Config)
 		}
 		res, err := d.pol.Apply(ctx, b, p)
 		d.metrics.PolicyApplied(tenant, res.Duration, err)
+		d.metrics.ReconcileDone("policy", err)
 		if err != nil {
 			d.log.Error("policy not applied", "tenant", tenant, "err", err)
 			continue
@@ -82,10 +83,13 @@ func (d *Daemon) reconcilePolicies(ctx context.Context, old, cfg *config.Config)
 		if _, ok := now[tenant]; ok {
 			continue
 		}
-		if err := d.pol.Remove(ctx, tenant); err != nil {
+		err := d.pol.Remove(ctx, tenant)
+		d.metrics.ReconcileDone("policy", err)
+		if err != nil {
 			d.log.Error("policy not removed", "tenant", tenant, "err", err)
 			continue
 		}
+		d.metrics.ForgetTenant(tenant)
 		d.log.Info("policy removed", "tenant", tenant)
 	}
 
