@@ -20,9 +20,10 @@ build:
 deps:
 	bash integration/scripts/deps.sh
 
-# The test command: unit, privileged (root) and lab tests. Lab tests use
+# The test command: the generated API code is current (buf lint + generate),
+# then unit, privileged (root) and lab tests. Lab tests use
 # bin/evpnd, so build first.
-test: build
+test: build proto-check
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
 
