@@ -463,33 +463,34 @@ type kernelAddr struct {
 	proto   uint8
 }
 
-// dumpAddrs lists every address in the writer's namespace.
-func (w *batchWriter) dumpAddrs() ([]kernelAddr, error) {
+// dump sends a dump request of typ with body and hands each answer of
+// type want to each, until the kernel says done. what names the table in
+// errors. An interrupted dump is netlink.ErrDumpInterrupted, so callers
+// retry it like the netlink library's own dumps.
+func (w *batchWriter) dump(what string, typ uint16, body []byte, want uint16, each func(m *syscall.NetlinkMessage) error) error {
 	w.seq++
 	seq := w.seq
-	req := appendHeader(nil, unix.RTM_GETADDR, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, seq)
-	req = append(req, unix.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0)
+	req := appendHeader(nil, typ, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, seq)
+	req = append(req, body...)
 	binary.NativeEndian.PutUint32(req, uint32(len(req)))
 	if err := unix.Sendto(w.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("send address dump: %w", err)
+		return fmt.Errorf("send %s dump: %w", what, err)
 	}
-	var (
-		out         []kernelAddr
-		interrupted bool
-	)
+	interrupted := false
 	for {
 		n, _, err := unix.Recvfrom(w.fd, w.recv, 0)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
-			return nil, fmt.Errorf("read address dump: %w", err)
+			return fmt.Errorf("read %s dump: %w", what, err)
 		}
 		msgs, err := syscall.ParseNetlinkMessage(w.recv[:n])
 		if err != nil {
-			return nil, fmt.Errorf("parse address dump: %w", err)
+			return fmt.Errorf("parse %s dump: %w", what, err)
 		}
-		for _, m := range msgs {
+		for i := range msgs {
+			m := &msgs[i]
 			if m.Header.Seq != seq {
 				continue // an answer to an earlier, abandoned request
 			}
@@ -497,52 +498,63 @@ func (w *batchWriter) dumpAddrs() ([]kernelAddr, error) {
 			switch m.Header.Type {
 			case unix.NLMSG_DONE:
 				if interrupted {
-					return nil, netlink.ErrDumpInterrupted
+					return netlink.ErrDumpInterrupted
 				}
-				return out, nil
+				return nil
 			case unix.NLMSG_ERROR:
 				if len(m.Data) >= 4 {
 					if errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data[:4]))); errno != 0 {
-						return nil, fmt.Errorf("address dump: %w", errno)
+						return fmt.Errorf("%s dump: %w", what, errno)
 					}
 				}
-				continue
-			case unix.RTM_NEWADDR:
-			default:
-				continue
-			}
-			if len(m.Data) < unix.SizeofIfAddrmsg {
-				continue
-			}
-			a := kernelAddr{ifindex: int(binary.NativeEndian.Uint32(m.Data[4:8]))}
-			bits := int(m.Data[1])
-			attrs, err := syscall.ParseNetlinkRouteAttr(&m)
-			if err != nil {
-				return nil, fmt.Errorf("parse address attributes: %w", err)
-			}
-			var local, address netip.Addr
-			for _, at := range attrs {
-				switch at.Attr.Type {
-				case unix.IFA_LOCAL:
-					local, _ = netip.AddrFromSlice(at.Value)
-				case unix.IFA_ADDRESS:
-					address, _ = netip.AddrFromSlice(at.Value)
-				case ifaProto:
-					if len(at.Value) > 0 {
-						a.proto = at.Value[0]
-					}
+			case want:
+				if err := each(m); err != nil {
+					return err
 				}
 			}
-			if !local.IsValid() {
-				local = address
+		}
+	}
+}
+
+// dumpAddrs lists every address in the writer's namespace.
+func (w *batchWriter) dumpAddrs() ([]kernelAddr, error) {
+	var out []kernelAddr
+	err := w.dump("address", unix.RTM_GETADDR, make([]byte, unix.SizeofIfAddrmsg), unix.RTM_NEWADDR, func(m *syscall.NetlinkMessage) error {
+		if len(m.Data) < unix.SizeofIfAddrmsg {
+			return nil
+		}
+		a := kernelAddr{ifindex: int(binary.NativeEndian.Uint32(m.Data[4:8]))}
+		bits := int(m.Data[1])
+		attrs, err := syscall.ParseNetlinkRouteAttr(m)
+		if err != nil {
+			return fmt.Errorf("parse address attributes: %w", err)
+		}
+		var local, address netip.Addr
+		for _, at := range attrs {
+			switch at.Attr.Type {
+			case unix.IFA_LOCAL:
+				local, _ = netip.AddrFromSlice(at.Value)
+			case unix.IFA_ADDRESS:
+				address, _ = netip.AddrFromSlice(at.Value)
+			case ifaProto:
+				if len(at.Value) > 0 {
+					a.proto = at.Value[0]
+				}
 			}
-			if !local.IsValid() {
-				continue
-			}
+		}
+		if !local.IsValid() {
+			local = address
+		}
+		if local.IsValid() {
 			a.prefix = netip.PrefixFrom(local, bits)
 			out = append(out, a)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 func (w *batchWriter) unanswered(ops []op, answered []bool, failed []opError) []opError {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
@@ -122,85 +121,45 @@ func nudState(state uint16) string {
 
 // dumpNeighs lists every IPv4 and IPv6 neighbor in the writer's namespace.
 func (w *batchWriter) dumpNeighs() ([]kernelNeigh, error) {
-	w.seq++
-	seq := w.seq
-	req := appendHeader(nil, unix.RTM_GETNEIGH, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, seq)
+	var out []kernelNeigh
 	// AF_UNSPEC walks the ARP and ND tables, not the bridge FDB.
-	req = append(req, make([]byte, sizeofNdmsg)...)
-	binary.NativeEndian.PutUint32(req, uint32(len(req)))
-	if err := unix.Sendto(w.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("send neighbor dump: %w", err)
-	}
-	var (
-		out         []kernelNeigh
-		interrupted bool
-	)
-	for {
-		n, _, err := unix.Recvfrom(w.fd, w.recv, 0)
+	err := w.dump("neighbor", unix.RTM_GETNEIGH, make([]byte, sizeofNdmsg), unix.RTM_NEWNEIGH, func(m *syscall.NetlinkMessage) error {
+		if len(m.Data) < sizeofNdmsg {
+			return nil
+		}
+		if fam := m.Data[0]; fam != unix.AF_INET && fam != unix.AF_INET6 {
+			return nil
+		}
+		kn := kernelNeigh{
+			ifindex: int(int32(binary.NativeEndian.Uint32(m.Data[4:8]))),
+			state:   binary.NativeEndian.Uint16(m.Data[8:10]),
+			flags:   m.Data[10],
+		}
+		attrs, err := nl.ParseRouteAttr(m.Data[sizeofNdmsg:])
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return nil, fmt.Errorf("read neighbor dump: %w", err)
+			return fmt.Errorf("parse neighbor attributes: %w", err)
 		}
-		msgs, err := syscall.ParseNetlinkMessage(w.recv[:n])
-		if err != nil {
-			return nil, fmt.Errorf("parse neighbor dump: %w", err)
-		}
-		for _, m := range msgs {
-			if m.Header.Seq != seq {
-				continue // an answer to an earlier, abandoned request
-			}
-			interrupted = interrupted || m.Header.Flags&unix.NLM_F_DUMP_INTR != 0
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				if interrupted {
-					return nil, netlink.ErrDumpInterrupted
+		for _, at := range attrs {
+			switch at.Attr.Type {
+			case unix.NDA_DST:
+				kn.ip, _ = netip.AddrFromSlice(at.Value)
+			case unix.NDA_LLADDR:
+				if len(at.Value) > 0 {
+					kn.mac = net.HardwareAddr(slices.Clone(at.Value))
 				}
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data[:4]))); errno != 0 {
-						return nil, fmt.Errorf("neighbor dump: %w", errno)
-					}
-				}
-				continue
-			case unix.RTM_NEWNEIGH:
-			default:
-				continue
-			}
-			if len(m.Data) < sizeofNdmsg {
-				continue
-			}
-			if fam := m.Data[0]; fam != unix.AF_INET && fam != unix.AF_INET6 {
-				continue
-			}
-			kn := kernelNeigh{
-				ifindex: int(int32(binary.NativeEndian.Uint32(m.Data[4:8]))),
-				state:   binary.NativeEndian.Uint16(m.Data[8:10]),
-				flags:   m.Data[10],
-			}
-			attrs, err := nl.ParseRouteAttr(m.Data[sizeofNdmsg:])
-			if err != nil {
-				return nil, fmt.Errorf("parse neighbor attributes: %w", err)
-			}
-			for _, at := range attrs {
-				switch at.Attr.Type {
-				case unix.NDA_DST:
-					kn.ip, _ = netip.AddrFromSlice(at.Value)
-				case unix.NDA_LLADDR:
-					if len(at.Value) > 0 {
-						kn.mac = net.HardwareAddr(slices.Clone(at.Value))
-					}
-				case ndaProtocol:
-					if len(at.Value) > 0 {
-						kn.proto = at.Value[0]
-					}
+			case ndaProtocol:
+				if len(at.Value) > 0 {
+					kn.proto = at.Value[0]
 				}
 			}
-			if kn.ip.IsValid() {
-				out = append(out, kn)
-			}
 		}
+		if kn.ip.IsValid() {
+			out = append(out, kn)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
