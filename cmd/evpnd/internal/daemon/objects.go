@@ -278,7 +278,7 @@ func (d *Daemon) change(ctx context.Context, c apiserver.Change) (proto.Message,
 		put(&lastObjs, obj)
 	}
 	merged, place, probs := config.Merge(d.file, lastObjs)
-	cfg, vprobs := merged.Validate()
+	_, vprobs := merged.Validate()
 	probs = append(probs, vprobs...)
 	if len(probs) > 0 {
 		fvs := translate(probs, merged, placeOf(place, kind, c.Object), kind)
@@ -293,7 +293,8 @@ func (d *Daemon) change(ctx context.Context, c apiserver.Change) (proto.Message,
 		return nil, false, apiserver.InvalidObject(fvs)
 	}
 	merged, place, _ = config.Merge(d.file, next)
-	if cfg, probs = merged.Validate(); len(probs) > 0 {
+	cfg, probs := merged.Validate()
+	if len(probs) > 0 {
 		return nil, false, apiserver.Errorf(codes.Internal, "invariant broken: objects valid in one order are invalid in another: %v", probs)
 	}
 	if err := d.store.Commit(store.State(next)); err != nil {
