@@ -167,6 +167,22 @@ func TestPrivilegedAPILifecycle(t *testing.T) {
 		}
 	}()
 
+	routes, err := c1.WatchRoutes(wctx, &evpndv1.WatchRoutesRequest{Type: evpndv1.RouteType_ROUTE_TYPE_INCLUSIVE_MULTICAST})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routeEvents := make(chan *evpndv1.WatchRoutesResponse, 64)
+	go func() {
+		for {
+			ev, err := routes.Recv()
+			if err != nil {
+				close(routeEvents)
+				return
+			}
+			routeEvents <- ev
+		}
+	}()
+
 	tenant := &evpndv1.Tenant{Name: "blue"}
 	seg := &evpndv1.Segment{Tenant: "blue", Name: "web", Vni: 100, Mtu: 1450}
 	port := &evpndv1.Port{Interface: "tap-vm1", Tenant: "blue", Segment: "web"}
@@ -214,6 +230,28 @@ func TestPrivilegedAPILifecycle(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatalf("mac watch saw %v; want local %s and remote %s", seen, mac1, mac2)
+		}
+	}
+	// The route watch saw this host's type-3 for VNI 100 advertised and
+	// host2's received.
+	imet := map[string]bool{}
+	for !imet["local 10.0.0.1"] || !imet["received 10.0.0.2"] {
+		select {
+		case ev, ok := <-routeEvents:
+			if !ok {
+				t.Fatal("route watch ended early")
+			}
+			r := ev.GetRoute()
+			if ev.GetKind() != evpndv1.EventKind_EVENT_KIND_ADDED || r.GetPmsiTunnel().GetLabel() != 100 {
+				continue
+			}
+			origin := "received"
+			if r.GetLocal() || r.GetPeer() == "" {
+				origin = "local"
+			}
+			imet[origin+" "+r.GetOriginator()] = true
+		case <-deadline:
+			t.Fatalf("route watch saw %v; want local 10.0.0.1 and received 10.0.0.2 type-3 routes for VNI 100", imet)
 		}
 	}
 	wcancel()
