@@ -143,6 +143,11 @@ func (d *Daemon) validate(f config.File, api config.APIObjects) (config.File, co
 // and runs the event loop until ctx ends. Kernel objects outlive Run, so a
 // restart does not interrupt traffic.
 func (d *Daemon) Run(ctx context.Context) error {
+	// SIGHUP is caught from the start: before the loop runs, a reload
+	// waits for it instead of killing evpnd (the signal's default).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg := d.cfg
 	d.setDatapath(ctx, cfg)
 	if err := d.speaker.Start(ctx, cfg.BGP); err != nil {
@@ -171,7 +176,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Warn("systemd notify", "err", err)
 	}
 	defer func() { _ = sdnotify.Stopping() }()
-	return d.loop(ctx)
+	return d.loop(ctx, hup)
 }
 
 // originated is what this host advertises regardless of what it learns: a
@@ -234,14 +239,11 @@ func (d *Daemon) serveAPI() (*apiserver.Server, error) {
 	return s, nil
 }
 
-func (d *Daemon) loop(ctx context.Context) error {
+func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 	converged := d.speaker.Converged()
 	events := d.speaker.Events()
 	learned := d.dp.Learned()
 	peers := d.speaker.PeerEvents()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
