@@ -576,8 +576,9 @@ func (s *Server) apiPeer(p PeerConfig) *api.Peer {
 			AuthPassword:    p.Password,
 			Description:     p.Description,
 		},
-		Timers:    &api.Timers{Config: timers},
-		Transport: tr,
+		Timers:      &api.Timers{Config: timers},
+		Transport:   tr,
+		TtlSecurity: ttlSecurity(p.TTLSecurity),
 		// Unicast carries the public addresses of tenants' uplinks; a
 		// peer that does not support a family just leaves it out of the
 		// session.
@@ -587,6 +588,16 @@ func (s *Server) apiPeer(p PeerConfig) *api.Peer {
 			{Config: &api.AfiSafiConfig{Family: ipv6Family, Enabled: true}},
 		},
 	}
+}
+
+// ttlSecurity maps a GTSM radius to GoBGP's setting, nil when off.
+func ttlSecurity(hops uint8) *api.TtlSecurity {
+	if hops == 0 {
+		return nil
+	}
+	// GoBGP sends with TTL 255 and sets IP_MINTTL (IPV6_MINHOPCOUNT) to
+	// TtlMin on the session socket: a peer n hops away arrives with 256-n.
+	return &api.TtlSecurity{Enabled: true, TtlMin: 256 - uint32(hops)}
 }
 
 // Advertise adds, replaces or withdraws local routes.

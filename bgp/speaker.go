@@ -17,6 +17,10 @@ type PeerConfig struct {
 	KeepaliveInterval time.Duration
 	Description       string
 	Port              uint16 // remote TCP port; 0 means 179
+	// TTLSecurity is the GTSM radius in hops (RFC 5082): packets are sent
+	// with TTL 255 and only those arriving with TTL >= 256-TTLSecurity are
+	// accepted. 0 means off.
+	TTLSecurity uint8
 }
 
 // Config is the speaker's global configuration.

@@ -80,6 +80,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	log := newLogger(cfg, stderr)
 	st, err := store.Open(cfg.StateDir)
+	if err == nil {
+		err = st.Lock()
+	}
 	if err != nil {
 		// Starting without the objects the API created would delete them
 		// from the kernel: refuse, and say which file to look at.

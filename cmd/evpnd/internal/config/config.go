@@ -61,6 +61,7 @@ type PeerFile struct {
 	HoldTime          int    `mapstructure:"hold-time"`
 	KeepaliveInterval int    `mapstructure:"keepalive-interval"`
 	Description       string `mapstructure:"description"`
+	TTLSecurity       int    `mapstructure:"ttl-security"`
 }
 
 // TenantDef is one entry of tenants.

@@ -380,3 +380,68 @@ tenants:
 		t.Errorf("example has %d rules, want 6", n)
 	}
 }
+
+func TestLoadPeerSecurity(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "peers.yaml")
+	body := `router-id: 10.0.0.1
+asn: 65000
+vtep-address: 10.0.0.1
+peers:
+  - {address: 10.0.0.254, asn: 65000, password: s3cret, ttl-security: 1}
+  - {address: 10.0.0.253, asn: 65001, ttl-security: 254}
+  - {address: 10.0.0.252, asn: 65002}
+`
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		password string
+		ttl      uint8
+	}{{"s3cret", 1}, {"", 254}, {"", 0}}
+	for i, w := range want {
+		got := cfg.BGP.Peers[i]
+		if got.Password != w.password || got.TTLSecurity != w.ttl {
+			t.Errorf("peers[%d]: password %q ttl-security %d, want %q %d", i, got.Password, got.TTLSecurity, w.password, w.ttl)
+		}
+	}
+}
+
+func TestLoadPeerSecurityBad(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	body := `router-id: 10.0.0.1
+asn: 65000
+vtep-address: 10.0.0.1
+peers:
+  - {address: 10.0.0.254, asn: 65000, ttl-security: 255}
+  - {address: 10.0.0.253, asn: 65000, ttl-security: -1}
+  - {address: 10.0.0.252, asn: 65000, ttl-security: 300}
+  - {address: 10.0.0.251, asn: 65000, password: ` + strings.Repeat("k", 81) + `}
+`
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p, nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, must := range []string{
+		`peers[0].ttl-security: 255 is out of range 1..254 hops (0: off)`,
+		`peers[1].ttl-security: -1 is out of range 1..254 hops (0: off)`,
+		`peers[2].ttl-security: 300 is out of range 1..254 hops (0: off)`,
+		`peers[3].password: "(hidden)" is longer than 80 bytes`,
+	} {
+		if !strings.Contains(err.Error(), must) {
+			t.Errorf("error lacks %q", must)
+		}
+	}
+	if strings.Contains(err.Error(), strings.Repeat("k", 81)) {
+		t.Error("error shows the password")
+	}
+	if t.Failed() {
+		t.Log(err)
+	}
+}

@@ -113,6 +113,12 @@ func (f File) Validate() (*Config, []string) {
 			bad(path+".keepalive-interval", k, "must be at most a third of hold-time (%d)", p.HoldTime)
 		}
 		pc.HoldTime, pc.KeepaliveInterval = seconds(p.HoldTime), seconds(p.KeepaliveInterval)
+		// 255 hops would accept TTL 1, which is no check at all.
+		if n := p.TTLSecurity; n < 0 || n > 254 {
+			bad(path+".ttl-security", n, "is out of range 1..254 hops (0: off)")
+		} else {
+			pc.TTLSecurity = uint8(n)
+		}
 		c.BGP.Peers = append(c.BGP.Peers, pc)
 	}
 

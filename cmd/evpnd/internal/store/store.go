@@ -68,7 +68,8 @@ type Store struct {
 	path string
 
 	mu    sync.Mutex
-	state State // committed: equal to the file on disk, sorted
+	state State    // committed: equal to the file on disk, sorted
+	lock  *os.File // held by Lock
 
 	// afterStep, when set by a test, runs after each step of a Commit's
 	// file replacement, so a crash test can die at every one of them.
