@@ -52,6 +52,9 @@ type Engine interface {
 	SetPortAddresses(ctx context.Context, tenant, port string, addrs []netip.Addr) error
 	// Remove deletes everything the engine made for tenant.
 	Remove(ctx context.Context, tenant string) error
+	// Repair re-applies the policies whose tables were deleted or changed
+	// outside evpnd and returns those tenants.
+	Repair(ctx context.Context) ([]string, error)
 	// Counters reads every rule's counters.
 	Counters(ctx context.Context) ([]Counter, error)
 	Close() error
