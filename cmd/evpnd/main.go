@@ -102,15 +102,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer pol.Close()
 	d, err := daemon.New(daemon.Options{
-		Log:      log,
-		Source:   config.SourceName(*path),
-		File:     file,
-		Reload:   func() (config.File, error) { return config.Read(*path, fs) },
-		Store:    st,
-		Version:  version,
-		Speaker:  bgp.New(log.With("component", "bgp")),
-		Datapath: dp,
-		Policy:   pol,
+		Log:            log,
+		Source:         config.SourceName(*path),
+		File:           file,
+		Reload:         func() (config.File, error) { return config.Read(*path, fs) },
+		RepairInterval: cfg.RepairInterval,
+		Store:          st,
+		Version:        version,
+		Speaker:        bgp.New(log.With("component", "bgp")),
+		Datapath:       dp,
+		Policy:         pol,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "evpnd:", err)

@@ -43,7 +43,9 @@ type File struct {
 	API         APIFile     `mapstructure:"api"`
 	Metrics     MetricsFile `mapstructure:"metrics"`
 	StateDir    string      `mapstructure:"state-dir"`
-	Log         LogFile     `mapstructure:"log"`
+	// RepairInterval is in seconds; 0 turns drift repair off.
+	RepairInterval int     `mapstructure:"repair-interval"`
+	Log            LogFile `mapstructure:"log"`
 }
 
 // BGPFile is the bgp section.
@@ -144,8 +146,11 @@ type Config struct {
 	APITLS        APITLS
 	MetricsListen string
 	StateDir      string
-	LogLevel      slog.Level
-	LogFormat     string
+	// RepairInterval is how often state changed behind evpnd's back is
+	// put back; 0 never.
+	RepairInterval time.Duration
+	LogLevel       slog.Level
+	LogFormat      string
 }
 
 // Tenant is a validated tenant.
@@ -191,6 +196,9 @@ const (
 	DefaultStateDir    = "/var/lib/evpnd"
 	// DefaultMetricsListen keeps /metrics on loopback unless asked.
 	DefaultMetricsListen = "127.0.0.1:9469"
+	// DefaultRepairInterval bounds how long a hand-made change to evpnd's
+	// kernel or nftables state lasts.
+	DefaultRepairInterval = 30
 	// DefaultAnycastMAC is the distributed gateway MAC every host answers
 	// with (locally administered); set anycast-gateway-mac to the value
 	// the rest of the fabric uses.
@@ -282,6 +290,7 @@ func Read(path string, fs *pflag.FlagSet) (File, error) {
 	v.SetDefault("api.listen", DefaultAPIListen)
 	v.SetDefault("metrics.listen", DefaultMetricsListen)
 	v.SetDefault("state-dir", DefaultStateDir)
+	v.SetDefault("repair-interval", DefaultRepairInterval)
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 	source := SourceName(path)

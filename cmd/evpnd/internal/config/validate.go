@@ -290,6 +290,10 @@ func (f File) Validate() (*Config, []string) {
 		bad("state-dir", f.StateDir, "must be an absolute path")
 	}
 	c.StateDir = f.StateDir
+	if f.RepairInterval < 0 || f.RepairInterval > 86400 {
+		bad("repair-interval", f.RepairInterval, "is out of range 0..86400 seconds (0: never repair)")
+	}
+	c.RepairInterval = seconds(f.RepairInterval)
 	switch strings.ToLower(f.Log.Level) {
 	case "debug":
 		c.LogLevel = slog.LevelDebug

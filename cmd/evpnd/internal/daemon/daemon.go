@@ -51,6 +51,10 @@ type Daemon struct {
 	store    *store.Store
 	source   string
 	reload   func() (config.File, error)
+	// repairEvery is how often kernel and nftables state is checked
+	// against the desired state; 0 never.
+	repairEvery time.Duration
+	synced      bool // the first sync after convergence ran
 	// requests runs API changes in the event loop, so they are ordered
 	// with the events they affect.
 	requests chan request
@@ -87,12 +91,15 @@ type Options struct {
 	Source string
 	File   config.File
 	// Reload reads the config file again (SIGHUP).
-	Reload   func() (config.File, error)
-	Store    *store.Store
-	Version  string
-	Speaker  bgp.Speaker
-	Datapath fabric.Datapath
-	Policy   policy.Engine
+	Reload func() (config.File, error)
+	// RepairInterval is how often evpnd puts back kernel and nftables
+	// state changed behind its back; 0 never.
+	RepairInterval time.Duration
+	Store          *store.Store
+	Version        string
+	Speaker        bgp.Speaker
+	Datapath       fabric.Datapath
+	Policy         policy.Engine
 }
 
 // New builds a daemon; Run starts it. The config file and the objects kept
@@ -101,20 +108,21 @@ type Options struct {
 // error naming each problem, and nothing starts.
 func New(o Options) (*Daemon, error) {
 	d := &Daemon{
-		log:      o.Log,
-		speaker:  o.Speaker,
-		dp:       o.Datapath,
-		pol:      o.Policy,
-		segs:     map[evpn.VNI]evpn.Segment{},
-		local:    map[macKey]*localMAC{},
-		hub:      apiserver.NewHub(),
-		store:    o.Store,
-		version:  o.Version,
-		source:   o.Source,
-		reload:   o.Reload,
-		requests: make(chan request),
-		file:     o.File,
-		loaded:   time.Now(),
+		log:         o.Log,
+		speaker:     o.Speaker,
+		dp:          o.Datapath,
+		pol:         o.Policy,
+		segs:        map[evpn.VNI]evpn.Segment{},
+		local:       map[macKey]*localMAC{},
+		hub:         apiserver.NewHub(),
+		store:       o.Store,
+		version:     o.Version,
+		source:      o.Source,
+		reload:      o.Reload,
+		repairEvery: o.RepairInterval,
+		requests:    make(chan request),
+		file:        o.File,
+		loaded:      time.Now(),
 	}
 	api := config.APIObjects(o.Store.State())
 	merged, place, cfg, err := d.validate(o.File, api)
@@ -244,6 +252,12 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 	events := d.speaker.Events()
 	learned := d.dp.Learned()
 	peers := d.speaker.PeerEvents()
+	var repair <-chan time.Time
+	if d.repairEvery > 0 {
+		t := time.NewTicker(d.repairEvery)
+		defer t.Stop()
+		repair = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -254,6 +268,8 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			close(r.done)
 		case <-hup:
 			d.reloadConfig(ctx)
+		case <-repair:
+			d.repair(ctx)
 		case p := <-peers:
 			d.hub.Publish(apiserver.Event{Peer: &p})
 		case batch, ok := <-events:
@@ -269,6 +285,7 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		case <-converged:
 			converged = nil
 			d.sync(ctx)
+			d.synced = true
 		}
 	}
 }
@@ -315,6 +332,41 @@ func (d *Daemon) sync(ctx context.Context) {
 		d.log.Error("kernel sync incomplete", "err", err)
 	} else {
 		d.log.Info("kernel synced with control plane", "fdb", len(want.FDB), "flood", len(want.Flood), "neigh", len(want.Neigh))
+	}
+}
+
+// repair puts back what was changed behind evpnd's back: devices, ports
+// and addresses (Set), remote FDB, flood, neighbor and route entries (Sync,
+// once the control plane has converged: before that the RIB is not
+// complete), and policy tables. Objects that are not evpnd's are never
+// touched: Set and Sync only change what evpnd tagged, Repair only
+// evpnd's tables.
+func (d *Daemon) repair(ctx context.Context) {
+	before := d.dp.Stats().Writes
+	err := d.dp.Set(ctx, d.cfg.Fabric())
+	d.metrics.ReconcileDone("set", err)
+	if err != nil {
+		d.log.Error("repair: datapath not fully reconciled", "err", err)
+	}
+	if d.synced {
+		err := d.dp.Sync(ctx, d.rib.Intents())
+		d.metrics.ReconcileDone("sync", err)
+		if err != nil {
+			d.log.Error("repair: kernel sync incomplete", "err", err)
+		}
+	}
+	if n := d.dp.Stats().Writes - before; n > 0 {
+		d.log.Warn("kernel state changed outside evpnd was repaired", "writes", n)
+	}
+	tenants, err := d.pol.Repair(ctx)
+	if len(tenants) > 0 || err != nil {
+		d.metrics.ReconcileDone("policy", err)
+	}
+	if err != nil {
+		d.log.Error("repair: policy", "err", err)
+	}
+	for _, t := range tenants {
+		d.restorePortAddresses(ctx, t)
 	}
 }
 

@@ -189,6 +189,7 @@ func restartOnly(old, cfg *config.Config) []string {
 	check("api.tls", old.APITLS, cfg.APITLS)
 	check("metrics.listen", old.MetricsListen, cfg.MetricsListen)
 	check("state-dir", old.StateDir, cfg.StateDir)
+	check("repair-interval", old.RepairInterval, cfg.RepairInterval)
 	check("log", fmt.Sprint(old.LogLevel, old.LogFormat), fmt.Sprint(cfg.LogLevel, cfg.LogFormat))
 	return out
 }
