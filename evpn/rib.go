@@ -55,6 +55,8 @@ type RIB struct {
 	dirtyRMACs  []*rmacState
 
 	superseded []LocalMAC
+	dupCfg     DupDetection
+	newDups    []Duplicate
 	skipped    uint64
 	noRMAC     uint64
 	// clock orders route arrivals: when the routes of one VTEP carry
@@ -141,6 +143,11 @@ type macState struct {
 	neighs []netip.Addr // IPs this MAC currently offers to neighStates
 	hosts  []hostOffer  // host routes this MAC currently offers to pfxStates
 	dirty  bool
+
+	// lastAt is where the MAC was at the last settle (see location), for
+	// counting moves; dup is nil until it first moves with detection on.
+	lastAt netip.Addr
+	dup    *dupState
 }
 
 // hostOffer is a type-2 route of a MAC's winning VTEP offered as a host
@@ -817,12 +824,21 @@ func (r *RIB) settleMAC(st *macState, d *Diff) {
 			best = e
 		}
 	}
+	if frozen(st) {
+		// A duplicate stays where it was frozen while a route from there
+		// exists, whatever sequence numbers say.
+		for _, e := range st.cands {
+			if e.vtep == st.dup.at {
+				best = e
+			}
+		}
+	}
 	var want netip.Addr
 	var wantSeq uint32
 	if best != nil {
 		want, wantSeq = best.vtep, best.seq
 		if st.local {
-			if st.localSeq >= best.seq {
+			if st.localSeq >= best.seq || frozen(st) {
 				want, wantSeq = netip.Addr{}, 0
 			} else {
 				r.superseded = append(r.superseded, LocalMAC{
@@ -887,7 +903,13 @@ func (r *RIB) settleMAC(st *macState, d *Diff) {
 		}
 	}
 
-	if len(st.cands) == 0 && !st.local && !st.fdb.IsValid() && len(st.neighs) == 0 && len(st.hosts) == 0 {
+	if at := r.location(st); at.IsValid() {
+		if st.lastAt.IsValid() && at != st.lastAt {
+			r.noteMove(st, at)
+		}
+		st.lastAt = at
+	}
+	if len(st.cands) == 0 && !st.local && !st.fdb.IsValid() && len(st.neighs) == 0 && len(st.hosts) == 0 && !frozen(st) {
 		delete(r.macs, st.key)
 	}
 }
