@@ -416,6 +416,26 @@ func (lr *learner) macFact(n netlink.Neigh) (macKey, bool) {
 	return macKey{vni: vni, mac: k}, true
 }
 
+// remoteTakeover reports a bridge entry evpnd installed (extern_learn)
+// for a MAC the learner holds as local on another port.
+func (lr *learner) remoteTakeover(u netlink.NeighUpdate) (macKey, bool) {
+	n := u.Neigh
+	if u.Type != unix.RTM_NEWNEIGH || n.Family != unix.AF_BRIDGE || n.MasterIndex == 0 || n.Flags&unix.NTF_EXT_LEARNED == 0 {
+		return macKey{}, false
+	}
+	mac, ok := mac6(n.HardwareAddr)
+	if !ok {
+		return macKey{}, false
+	}
+	vni, ok := lr.segmentBridge(n.MasterIndex)
+	if !ok {
+		return macKey{}, false
+	}
+	k := macKey{vni: vni, mac: mac}
+	old, known := lr.macs[k]
+	return k, known && old.port != n.LinkIndex
+}
+
 // ipFact classifies an IP neighbor: one on a segment bridge that evpnd did
 // not install, in a usable state, is a local fact.
 func (lr *learner) ipFact(n netlink.Neigh) (ipKey, bool, bool) {
@@ -459,6 +479,14 @@ func (lr *learner) neigh(u netlink.NeighUpdate) {
 			lr.l.localLearned.Add(1)
 		}
 		lr.emit(Learned{Tenant: lr.t.name, VNI: k.vni, MAC: slices.Clone(n.HardwareAddr), Port: port.name})
+		return
+	}
+	if k, ok := lr.remoteTakeover(u); ok {
+		// evpnd installed the MAC behind a remote VTEP, over the local
+		// entry: it moved away. Forget it, so that it is learned again
+		// when it comes back (the kernel then moves the entry back to the
+		// port, which is a change the learner must see as new).
+		lr.forgetMAC(k, lr.macs[k])
 		return
 	}
 	if k, usable, ok := lr.ipFact(n); ok {
