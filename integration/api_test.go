@@ -40,7 +40,7 @@ func dialAPI(t *testing.T, l *lab.Lab, node string) evpndv1.EvpndServiceClient {
 }
 
 func apiCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*converge)
 	t.Cleanup(cancel)
 	return ctx
 }

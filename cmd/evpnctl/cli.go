@@ -156,7 +156,7 @@ or, with --addr, to evpnd over TCP with mutual TLS (--tls-cert, --tls-key,
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for evpnd to answer")
 
 	root.AddCommand(newShowCmd(g), newWatchCmd(g), newTenantCmd(g), newSegmentCmd(g), newPortCmd(g),
-		newPolicyCmd(g), newApplyCmd(g), newVersionCmd())
+		newPolicyCmd(g), newApplyCmd(g), newClearCmd(g), newVersionCmd())
 	return root
 }
 

@@ -244,7 +244,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"shwo"}, `evpnctl: unknown command "shwo" for "evpnctl"`, "evpnctl"},
 		{[]string{"show", "bgp"}, `evpnctl: unknown command "bgp" for "evpnctl show"`, "evpnctl show"},
 		{[]string{"show"}, "evpnctl: evpnctl show needs a subcommand: evpn, neighbors, peers, routes", "evpnctl show"},
-		{[]string{}, "evpnctl: evpnctl needs a subcommand: apply, completion, policy, port, segment, show, tenant, version, watch", "evpnctl"},
+		{[]string{}, "evpnctl: evpnctl needs a subcommand: apply, clear, completion, policy, port, segment, show, tenant, version, watch", "evpnctl"},
 		{[]string{"show", "peers", "extra"}, `evpnctl: evpnctl show peers takes no arguments, got ["extra"]`, "evpnctl show peers"},
 		{[]string{"show", "peers", "--bogus"}, "evpnctl: unknown flag: --bogus", "evpnctl show peers"},
 		{[]string{"show", "evpn", "routes", "--vni", "x"}, `evpnctl: invalid argument "x" for "--vni" flag: strconv.ParseUint: parsing "x": invalid syntax`, "evpnctl show evpn routes"},

@@ -22,7 +22,7 @@ func newShowCmd(g *globals) *cobra.Command {
 		Args:  noArgs,
 		RunE:  groupRunE,
 	}
-	evpnCmd.AddCommand(newRoutesCmd(g), newMacsCmd(g))
+	evpnCmd.AddCommand(newRoutesCmd(g), newMacsCmd(g), newDuplicatesCmd(g))
 	show.AddCommand(newPeersCmd(g), evpnCmd, newTenantRoutesCmd(g), newNeighborsCmd(g))
 	return show
 }

@@ -5621,6 +5621,304 @@ func (x *TenantRoute) GetProtocol() RouteProtocol {
 	return RouteProtocol_ROUTE_PROTOCOL_UNSPECIFIED
 }
 
+type ListDuplicateMacsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this tenant's segments.
+	Tenant        string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDuplicateMacsRequest) Reset() {
+	*x = ListDuplicateMacsRequest{}
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDuplicateMacsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDuplicateMacsRequest) ProtoMessage() {}
+
+func (x *ListDuplicateMacsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDuplicateMacsRequest.ProtoReflect.Descriptor instead.
+func (*ListDuplicateMacsRequest) Descriptor() ([]byte, []int) {
+	return file_evpnd_v1_evpnd_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *ListDuplicateMacsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ListDuplicateMacsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDuplicateMacsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListDuplicateMacsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by tenant, VNI, then MAC.
+	Macs          []*DuplicateMac `protobuf:"bytes,1,rep,name=macs,proto3" json:"macs,omitempty"`
+	NextPageToken string          `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDuplicateMacsResponse) Reset() {
+	*x = ListDuplicateMacsResponse{}
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDuplicateMacsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDuplicateMacsResponse) ProtoMessage() {}
+
+func (x *ListDuplicateMacsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDuplicateMacsResponse.ProtoReflect.Descriptor instead.
+func (*ListDuplicateMacsResponse) Descriptor() ([]byte, []int) {
+	return file_evpnd_v1_evpnd_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *ListDuplicateMacsResponse) GetMacs() []*DuplicateMac {
+	if x != nil {
+		return x.Macs
+	}
+	return nil
+}
+
+func (x *ListDuplicateMacsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DuplicateMac is a MAC frozen as a duplicate.
+type DuplicateMac struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Vni    uint32                 `protobuf:"varint,2,opt,name=vni,proto3" json:"vni,omitempty"`
+	Mac    string                 `protobuf:"bytes,3,opt,name=mac,proto3" json:"mac,omitempty"`
+	// Moves seen within the window when it was frozen.
+	Moves uint32                 `protobuf:"varint,4,opt,name=moves,proto3" json:"moves,omitempty"`
+	Since *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	// Where it is frozen: this host's VTEP for a local MAC, else the remote
+	// VTEP.
+	At            string `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	Local         bool   `protobuf:"varint,7,opt,name=local,proto3" json:"local,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DuplicateMac) Reset() {
+	*x = DuplicateMac{}
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DuplicateMac) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DuplicateMac) ProtoMessage() {}
+
+func (x *DuplicateMac) ProtoReflect() protoreflect.Message {
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DuplicateMac.ProtoReflect.Descriptor instead.
+func (*DuplicateMac) Descriptor() ([]byte, []int) {
+	return file_evpnd_v1_evpnd_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *DuplicateMac) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *DuplicateMac) GetVni() uint32 {
+	if x != nil {
+		return x.Vni
+	}
+	return 0
+}
+
+func (x *DuplicateMac) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *DuplicateMac) GetMoves() uint32 {
+	if x != nil {
+		return x.Moves
+	}
+	return 0
+}
+
+func (x *DuplicateMac) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *DuplicateMac) GetAt() string {
+	if x != nil {
+		return x.At
+	}
+	return ""
+}
+
+func (x *DuplicateMac) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
+type ClearDuplicateMacRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vni           uint32                 `protobuf:"varint,1,opt,name=vni,proto3" json:"vni,omitempty"`
+	Mac           string                 `protobuf:"bytes,2,opt,name=mac,proto3" json:"mac,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearDuplicateMacRequest) Reset() {
+	*x = ClearDuplicateMacRequest{}
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearDuplicateMacRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearDuplicateMacRequest) ProtoMessage() {}
+
+func (x *ClearDuplicateMacRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearDuplicateMacRequest.ProtoReflect.Descriptor instead.
+func (*ClearDuplicateMacRequest) Descriptor() ([]byte, []int) {
+	return file_evpnd_v1_evpnd_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *ClearDuplicateMacRequest) GetVni() uint32 {
+	if x != nil {
+		return x.Vni
+	}
+	return 0
+}
+
+func (x *ClearDuplicateMacRequest) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+type ClearDuplicateMacResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearDuplicateMacResponse) Reset() {
+	*x = ClearDuplicateMacResponse{}
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearDuplicateMacResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearDuplicateMacResponse) ProtoMessage() {}
+
+func (x *ClearDuplicateMacResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_evpnd_v1_evpnd_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearDuplicateMacResponse.ProtoReflect.Descriptor instead.
+func (*ClearDuplicateMacResponse) Descriptor() ([]byte, []int) {
+	return file_evpnd_v1_evpnd_proto_rawDescGZIP(), []int{86}
+}
+
 var File_evpnd_v1_evpnd_proto protoreflect.FileDescriptor
 
 const file_evpnd_v1_evpnd_proto_rawDesc = "" +
@@ -6000,7 +6298,27 @@ const file_evpnd_v1_evpnd_proto_rawDesc = "" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x1b\n" +
 	"\tnext_hops\x18\x03 \x03(\tR\bnextHops\x12\x16\n" +
 	"\x06device\x18\x04 \x01(\tR\x06device\x123\n" +
-	"\bprotocol\x18\x05 \x01(\x0e2\x17.evpnd.v1.RouteProtocolR\bprotocol*C\n" +
+	"\bprotocol\x18\x05 \x01(\x0e2\x17.evpnd.v1.RouteProtocolR\bprotocol\"n\n" +
+	"\x18ListDuplicateMacsRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"o\n" +
+	"\x19ListDuplicateMacsResponse\x12*\n" +
+	"\x04macs\x18\x01 \x03(\v2\x16.evpnd.v1.DuplicateMacR\x04macs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb8\x01\n" +
+	"\fDuplicateMac\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x10\n" +
+	"\x03vni\x18\x02 \x01(\rR\x03vni\x12\x10\n" +
+	"\x03mac\x18\x03 \x01(\tR\x03mac\x12\x14\n" +
+	"\x05moves\x18\x04 \x01(\rR\x05moves\x120\n" +
+	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x0e\n" +
+	"\x02at\x18\x06 \x01(\tR\x02at\x12\x14\n" +
+	"\x05local\x18\a \x01(\bR\x05local\">\n" +
+	"\x18ClearDuplicateMacRequest\x12\x10\n" +
+	"\x03vni\x18\x01 \x01(\rR\x03vni\x12\x10\n" +
+	"\x03mac\x18\x02 \x01(\tR\x03mac\"\x1b\n" +
+	"\x19ClearDuplicateMacResponse*C\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSOURCE_CONFIG\x10\x01\x12\x0e\n" +
@@ -6050,7 +6368,7 @@ const file_evpnd_v1_evpnd_proto_rawDesc = "" +
 	"\x18ROUTE_PROTOCOL_CONNECTED\x10\x01\x12\x19\n" +
 	"\x15ROUTE_PROTOCOL_STATIC\x10\x02\x12\x17\n" +
 	"\x13ROUTE_PROTOCOL_EVPN\x10\x03\x12\x18\n" +
-	"\x14ROUTE_PROTOCOL_OTHER\x10\x042\xf6\x10\n" +
+	"\x14ROUTE_PROTOCOL_OTHER\x10\x042\xb2\x12\n" +
 	"\fEvpndService\x12M\n" +
 	"\fCreateTenant\x12\x1d.evpnd.v1.CreateTenantRequest\x1a\x1e.evpnd.v1.CreateTenantResponse\x12D\n" +
 	"\tGetTenant\x12\x1a.evpnd.v1.GetTenantRequest\x1a\x1b.evpnd.v1.GetTenantResponse\x12J\n" +
@@ -6080,7 +6398,9 @@ const file_evpnd_v1_evpnd_proto_rawDesc = "" +
 	"ListRoutes\x12\x1b.evpnd.v1.ListRoutesRequest\x1a\x1c.evpnd.v1.ListRoutesResponse\x12A\n" +
 	"\bListMacs\x12\x19.evpnd.v1.ListMacsRequest\x1a\x1a.evpnd.v1.ListMacsResponse\x12Y\n" +
 	"\x10ListTenantRoutes\x12!.evpnd.v1.ListTenantRoutesRequest\x1a\".evpnd.v1.ListTenantRoutesResponse\x12P\n" +
-	"\rListNeighbors\x12\x1e.evpnd.v1.ListNeighborsRequest\x1a\x1f.evpnd.v1.ListNeighborsResponse\x12L\n" +
+	"\rListNeighbors\x12\x1e.evpnd.v1.ListNeighborsRequest\x1a\x1f.evpnd.v1.ListNeighborsResponse\x12\\\n" +
+	"\x11ListDuplicateMacs\x12\".evpnd.v1.ListDuplicateMacsRequest\x1a#.evpnd.v1.ListDuplicateMacsResponse\x12\\\n" +
+	"\x11ClearDuplicateMac\x12\".evpnd.v1.ClearDuplicateMacRequest\x1a#.evpnd.v1.ClearDuplicateMacResponse\x12L\n" +
 	"\vWatchRoutes\x12\x1c.evpnd.v1.WatchRoutesRequest\x1a\x1d.evpnd.v1.WatchRoutesResponse0\x01\x12F\n" +
 	"\tWatchMacs\x12\x1a.evpnd.v1.WatchMacsRequest\x1a\x1b.evpnd.v1.WatchMacsResponse0\x01\x12I\n" +
 	"\n" +
@@ -6099,7 +6419,7 @@ func file_evpnd_v1_evpnd_proto_rawDescGZIP() []byte {
 }
 
 var file_evpnd_v1_evpnd_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_evpnd_v1_evpnd_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
+var file_evpnd_v1_evpnd_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_evpnd_v1_evpnd_proto_goTypes = []any{
 	(Source)(0),                        // 0: evpnd.v1.Source
 	(EventKind)(0),                     // 1: evpnd.v1.EventKind
@@ -6191,140 +6511,151 @@ var file_evpnd_v1_evpnd_proto_goTypes = []any{
 	(*ListTenantRoutesRequest)(nil),    // 87: evpnd.v1.ListTenantRoutesRequest
 	(*ListTenantRoutesResponse)(nil),   // 88: evpnd.v1.ListTenantRoutesResponse
 	(*TenantRoute)(nil),                // 89: evpnd.v1.TenantRoute
-	(*timestamppb.Timestamp)(nil),      // 90: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 91: google.protobuf.Duration
+	(*ListDuplicateMacsRequest)(nil),   // 90: evpnd.v1.ListDuplicateMacsRequest
+	(*ListDuplicateMacsResponse)(nil),  // 91: evpnd.v1.ListDuplicateMacsResponse
+	(*DuplicateMac)(nil),               // 92: evpnd.v1.DuplicateMac
+	(*ClearDuplicateMacRequest)(nil),   // 93: evpnd.v1.ClearDuplicateMacRequest
+	(*ClearDuplicateMacResponse)(nil),  // 94: evpnd.v1.ClearDuplicateMacResponse
+	(*timestamppb.Timestamp)(nil),      // 95: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 96: google.protobuf.Duration
 }
 var file_evpnd_v1_evpnd_proto_depIdxs = []int32{
-	0,  // 0: evpnd.v1.Meta.source:type_name -> evpnd.v1.Source
-	90, // 1: evpnd.v1.Meta.create_time:type_name -> google.protobuf.Timestamp
-	90, // 2: evpnd.v1.Meta.update_time:type_name -> google.protobuf.Timestamp
-	10, // 3: evpnd.v1.Tenant.routes:type_name -> evpnd.v1.StaticRoute
-	9,  // 4: evpnd.v1.Tenant.route_targets:type_name -> evpnd.v1.RouteTargets
-	8,  // 5: evpnd.v1.Tenant.meta:type_name -> evpnd.v1.Meta
-	11, // 6: evpnd.v1.CreateTenantRequest.tenant:type_name -> evpnd.v1.Tenant
-	11, // 7: evpnd.v1.CreateTenantResponse.tenant:type_name -> evpnd.v1.Tenant
-	11, // 8: evpnd.v1.GetTenantResponse.tenant:type_name -> evpnd.v1.Tenant
-	11, // 9: evpnd.v1.ListTenantsResponse.tenants:type_name -> evpnd.v1.Tenant
-	11, // 10: evpnd.v1.UpdateTenantRequest.tenant:type_name -> evpnd.v1.Tenant
-	11, // 11: evpnd.v1.UpdateTenantResponse.tenant:type_name -> evpnd.v1.Tenant
-	9,  // 12: evpnd.v1.Segment.route_targets:type_name -> evpnd.v1.RouteTargets
-	8,  // 13: evpnd.v1.Segment.meta:type_name -> evpnd.v1.Meta
-	22, // 14: evpnd.v1.CreateSegmentRequest.segment:type_name -> evpnd.v1.Segment
-	22, // 15: evpnd.v1.CreateSegmentResponse.segment:type_name -> evpnd.v1.Segment
-	22, // 16: evpnd.v1.GetSegmentResponse.segment:type_name -> evpnd.v1.Segment
-	22, // 17: evpnd.v1.ListSegmentsResponse.segments:type_name -> evpnd.v1.Segment
-	22, // 18: evpnd.v1.UpdateSegmentRequest.segment:type_name -> evpnd.v1.Segment
-	22, // 19: evpnd.v1.UpdateSegmentResponse.segment:type_name -> evpnd.v1.Segment
-	8,  // 20: evpnd.v1.Port.meta:type_name -> evpnd.v1.Meta
-	33, // 21: evpnd.v1.AttachPortRequest.port:type_name -> evpnd.v1.Port
-	33, // 22: evpnd.v1.AttachPortResponse.port:type_name -> evpnd.v1.Port
-	33, // 23: evpnd.v1.GetPortResponse.port:type_name -> evpnd.v1.Port
-	33, // 24: evpnd.v1.ListPortsResponse.ports:type_name -> evpnd.v1.Port
-	43, // 25: evpnd.v1.Policy.address_groups:type_name -> evpnd.v1.AddressGroup
-	44, // 26: evpnd.v1.Policy.port_groups:type_name -> evpnd.v1.PortGroup
-	45, // 27: evpnd.v1.Policy.segments:type_name -> evpnd.v1.SegmentDefaults
-	46, // 28: evpnd.v1.Policy.rules:type_name -> evpnd.v1.Rule
-	48, // 29: evpnd.v1.Policy.nat:type_name -> evpnd.v1.Nat
-	51, // 30: evpnd.v1.Policy.qos:type_name -> evpnd.v1.PortQos
-	8,  // 31: evpnd.v1.Policy.meta:type_name -> evpnd.v1.Meta
-	47, // 32: evpnd.v1.Rule.remote:type_name -> evpnd.v1.Remote
-	49, // 33: evpnd.v1.Nat.floating_ips:type_name -> evpnd.v1.FloatingIp
-	50, // 34: evpnd.v1.Nat.port_forwards:type_name -> evpnd.v1.PortForward
-	52, // 35: evpnd.v1.PortQos.egress:type_name -> evpnd.v1.Rate
-	52, // 36: evpnd.v1.PortQos.ingress:type_name -> evpnd.v1.Rate
-	53, // 37: evpnd.v1.PortQos.classes:type_name -> evpnd.v1.QosClass
-	42, // 38: evpnd.v1.CreatePolicyRequest.policy:type_name -> evpnd.v1.Policy
-	42, // 39: evpnd.v1.CreatePolicyResponse.policy:type_name -> evpnd.v1.Policy
-	42, // 40: evpnd.v1.GetPolicyResponse.policy:type_name -> evpnd.v1.Policy
-	42, // 41: evpnd.v1.ListPoliciesResponse.policies:type_name -> evpnd.v1.Policy
-	42, // 42: evpnd.v1.UpdatePolicyRequest.policy:type_name -> evpnd.v1.Policy
-	42, // 43: evpnd.v1.UpdatePolicyResponse.policy:type_name -> evpnd.v1.Policy
-	66, // 44: evpnd.v1.ListPolicyCountersResponse.counters:type_name -> evpnd.v1.PolicyCounter
-	6,  // 45: evpnd.v1.ListNeighborsRequest.origin:type_name -> evpnd.v1.MacOrigin
-	69, // 46: evpnd.v1.ListNeighborsResponse.neighbors:type_name -> evpnd.v1.Neighbor
-	3,  // 47: evpnd.v1.WatchRoutesRequest.type:type_name -> evpnd.v1.RouteType
-	1,  // 48: evpnd.v1.WatchRoutesResponse.kind:type_name -> evpnd.v1.EventKind
-	81, // 49: evpnd.v1.WatchRoutesResponse.route:type_name -> evpnd.v1.Route
-	6,  // 50: evpnd.v1.WatchMacsRequest.origin:type_name -> evpnd.v1.MacOrigin
-	1,  // 51: evpnd.v1.WatchMacsResponse.kind:type_name -> evpnd.v1.EventKind
-	86, // 52: evpnd.v1.WatchMacsResponse.mac:type_name -> evpnd.v1.Mac
-	78, // 53: evpnd.v1.WatchPeersResponse.peer:type_name -> evpnd.v1.Peer
-	78, // 54: evpnd.v1.ListPeersResponse.peers:type_name -> evpnd.v1.Peer
-	2,  // 55: evpnd.v1.Peer.state:type_name -> evpnd.v1.PeerState
-	91, // 56: evpnd.v1.Peer.uptime:type_name -> google.protobuf.Duration
-	3,  // 57: evpnd.v1.ListRoutesRequest.type:type_name -> evpnd.v1.RouteType
-	81, // 58: evpnd.v1.ListRoutesResponse.routes:type_name -> evpnd.v1.Route
-	3,  // 59: evpnd.v1.Route.type:type_name -> evpnd.v1.RouteType
-	4,  // 60: evpnd.v1.Route.encapsulation:type_name -> evpnd.v1.Encapsulation
-	82, // 61: evpnd.v1.Route.mac_mobility:type_name -> evpnd.v1.MacMobility
-	83, // 62: evpnd.v1.Route.pmsi_tunnel:type_name -> evpnd.v1.PmsiTunnel
-	5,  // 63: evpnd.v1.PmsiTunnel.type:type_name -> evpnd.v1.PmsiTunnelType
-	6,  // 64: evpnd.v1.ListMacsRequest.origin:type_name -> evpnd.v1.MacOrigin
-	86, // 65: evpnd.v1.ListMacsResponse.macs:type_name -> evpnd.v1.Mac
-	7,  // 66: evpnd.v1.ListTenantRoutesRequest.protocol:type_name -> evpnd.v1.RouteProtocol
-	89, // 67: evpnd.v1.ListTenantRoutesResponse.routes:type_name -> evpnd.v1.TenantRoute
-	7,  // 68: evpnd.v1.TenantRoute.protocol:type_name -> evpnd.v1.RouteProtocol
-	12, // 69: evpnd.v1.EvpndService.CreateTenant:input_type -> evpnd.v1.CreateTenantRequest
-	14, // 70: evpnd.v1.EvpndService.GetTenant:input_type -> evpnd.v1.GetTenantRequest
-	16, // 71: evpnd.v1.EvpndService.ListTenants:input_type -> evpnd.v1.ListTenantsRequest
-	18, // 72: evpnd.v1.EvpndService.UpdateTenant:input_type -> evpnd.v1.UpdateTenantRequest
-	20, // 73: evpnd.v1.EvpndService.DeleteTenant:input_type -> evpnd.v1.DeleteTenantRequest
-	23, // 74: evpnd.v1.EvpndService.CreateSegment:input_type -> evpnd.v1.CreateSegmentRequest
-	25, // 75: evpnd.v1.EvpndService.GetSegment:input_type -> evpnd.v1.GetSegmentRequest
-	27, // 76: evpnd.v1.EvpndService.ListSegments:input_type -> evpnd.v1.ListSegmentsRequest
-	29, // 77: evpnd.v1.EvpndService.UpdateSegment:input_type -> evpnd.v1.UpdateSegmentRequest
-	31, // 78: evpnd.v1.EvpndService.DeleteSegment:input_type -> evpnd.v1.DeleteSegmentRequest
-	34, // 79: evpnd.v1.EvpndService.AttachPort:input_type -> evpnd.v1.AttachPortRequest
-	36, // 80: evpnd.v1.EvpndService.GetPort:input_type -> evpnd.v1.GetPortRequest
-	38, // 81: evpnd.v1.EvpndService.ListPorts:input_type -> evpnd.v1.ListPortsRequest
-	40, // 82: evpnd.v1.EvpndService.DetachPort:input_type -> evpnd.v1.DetachPortRequest
-	54, // 83: evpnd.v1.EvpndService.CreatePolicy:input_type -> evpnd.v1.CreatePolicyRequest
-	56, // 84: evpnd.v1.EvpndService.GetPolicy:input_type -> evpnd.v1.GetPolicyRequest
-	58, // 85: evpnd.v1.EvpndService.ListPolicies:input_type -> evpnd.v1.ListPoliciesRequest
-	60, // 86: evpnd.v1.EvpndService.UpdatePolicy:input_type -> evpnd.v1.UpdatePolicyRequest
-	62, // 87: evpnd.v1.EvpndService.DeletePolicy:input_type -> evpnd.v1.DeletePolicyRequest
-	64, // 88: evpnd.v1.EvpndService.ListPolicyCounters:input_type -> evpnd.v1.ListPolicyCountersRequest
-	76, // 89: evpnd.v1.EvpndService.ListPeers:input_type -> evpnd.v1.ListPeersRequest
-	79, // 90: evpnd.v1.EvpndService.ListRoutes:input_type -> evpnd.v1.ListRoutesRequest
-	84, // 91: evpnd.v1.EvpndService.ListMacs:input_type -> evpnd.v1.ListMacsRequest
-	87, // 92: evpnd.v1.EvpndService.ListTenantRoutes:input_type -> evpnd.v1.ListTenantRoutesRequest
-	67, // 93: evpnd.v1.EvpndService.ListNeighbors:input_type -> evpnd.v1.ListNeighborsRequest
-	70, // 94: evpnd.v1.EvpndService.WatchRoutes:input_type -> evpnd.v1.WatchRoutesRequest
-	72, // 95: evpnd.v1.EvpndService.WatchMacs:input_type -> evpnd.v1.WatchMacsRequest
-	74, // 96: evpnd.v1.EvpndService.WatchPeers:input_type -> evpnd.v1.WatchPeersRequest
-	13, // 97: evpnd.v1.EvpndService.CreateTenant:output_type -> evpnd.v1.CreateTenantResponse
-	15, // 98: evpnd.v1.EvpndService.GetTenant:output_type -> evpnd.v1.GetTenantResponse
-	17, // 99: evpnd.v1.EvpndService.ListTenants:output_type -> evpnd.v1.ListTenantsResponse
-	19, // 100: evpnd.v1.EvpndService.UpdateTenant:output_type -> evpnd.v1.UpdateTenantResponse
-	21, // 101: evpnd.v1.EvpndService.DeleteTenant:output_type -> evpnd.v1.DeleteTenantResponse
-	24, // 102: evpnd.v1.EvpndService.CreateSegment:output_type -> evpnd.v1.CreateSegmentResponse
-	26, // 103: evpnd.v1.EvpndService.GetSegment:output_type -> evpnd.v1.GetSegmentResponse
-	28, // 104: evpnd.v1.EvpndService.ListSegments:output_type -> evpnd.v1.ListSegmentsResponse
-	30, // 105: evpnd.v1.EvpndService.UpdateSegment:output_type -> evpnd.v1.UpdateSegmentResponse
-	32, // 106: evpnd.v1.EvpndService.DeleteSegment:output_type -> evpnd.v1.DeleteSegmentResponse
-	35, // 107: evpnd.v1.EvpndService.AttachPort:output_type -> evpnd.v1.AttachPortResponse
-	37, // 108: evpnd.v1.EvpndService.GetPort:output_type -> evpnd.v1.GetPortResponse
-	39, // 109: evpnd.v1.EvpndService.ListPorts:output_type -> evpnd.v1.ListPortsResponse
-	41, // 110: evpnd.v1.EvpndService.DetachPort:output_type -> evpnd.v1.DetachPortResponse
-	55, // 111: evpnd.v1.EvpndService.CreatePolicy:output_type -> evpnd.v1.CreatePolicyResponse
-	57, // 112: evpnd.v1.EvpndService.GetPolicy:output_type -> evpnd.v1.GetPolicyResponse
-	59, // 113: evpnd.v1.EvpndService.ListPolicies:output_type -> evpnd.v1.ListPoliciesResponse
-	61, // 114: evpnd.v1.EvpndService.UpdatePolicy:output_type -> evpnd.v1.UpdatePolicyResponse
-	63, // 115: evpnd.v1.EvpndService.DeletePolicy:output_type -> evpnd.v1.DeletePolicyResponse
-	65, // 116: evpnd.v1.EvpndService.ListPolicyCounters:output_type -> evpnd.v1.ListPolicyCountersResponse
-	77, // 117: evpnd.v1.EvpndService.ListPeers:output_type -> evpnd.v1.ListPeersResponse
-	80, // 118: evpnd.v1.EvpndService.ListRoutes:output_type -> evpnd.v1.ListRoutesResponse
-	85, // 119: evpnd.v1.EvpndService.ListMacs:output_type -> evpnd.v1.ListMacsResponse
-	88, // 120: evpnd.v1.EvpndService.ListTenantRoutes:output_type -> evpnd.v1.ListTenantRoutesResponse
-	68, // 121: evpnd.v1.EvpndService.ListNeighbors:output_type -> evpnd.v1.ListNeighborsResponse
-	71, // 122: evpnd.v1.EvpndService.WatchRoutes:output_type -> evpnd.v1.WatchRoutesResponse
-	73, // 123: evpnd.v1.EvpndService.WatchMacs:output_type -> evpnd.v1.WatchMacsResponse
-	75, // 124: evpnd.v1.EvpndService.WatchPeers:output_type -> evpnd.v1.WatchPeersResponse
-	97, // [97:125] is the sub-list for method output_type
-	69, // [69:97] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	0,   // 0: evpnd.v1.Meta.source:type_name -> evpnd.v1.Source
+	95,  // 1: evpnd.v1.Meta.create_time:type_name -> google.protobuf.Timestamp
+	95,  // 2: evpnd.v1.Meta.update_time:type_name -> google.protobuf.Timestamp
+	10,  // 3: evpnd.v1.Tenant.routes:type_name -> evpnd.v1.StaticRoute
+	9,   // 4: evpnd.v1.Tenant.route_targets:type_name -> evpnd.v1.RouteTargets
+	8,   // 5: evpnd.v1.Tenant.meta:type_name -> evpnd.v1.Meta
+	11,  // 6: evpnd.v1.CreateTenantRequest.tenant:type_name -> evpnd.v1.Tenant
+	11,  // 7: evpnd.v1.CreateTenantResponse.tenant:type_name -> evpnd.v1.Tenant
+	11,  // 8: evpnd.v1.GetTenantResponse.tenant:type_name -> evpnd.v1.Tenant
+	11,  // 9: evpnd.v1.ListTenantsResponse.tenants:type_name -> evpnd.v1.Tenant
+	11,  // 10: evpnd.v1.UpdateTenantRequest.tenant:type_name -> evpnd.v1.Tenant
+	11,  // 11: evpnd.v1.UpdateTenantResponse.tenant:type_name -> evpnd.v1.Tenant
+	9,   // 12: evpnd.v1.Segment.route_targets:type_name -> evpnd.v1.RouteTargets
+	8,   // 13: evpnd.v1.Segment.meta:type_name -> evpnd.v1.Meta
+	22,  // 14: evpnd.v1.CreateSegmentRequest.segment:type_name -> evpnd.v1.Segment
+	22,  // 15: evpnd.v1.CreateSegmentResponse.segment:type_name -> evpnd.v1.Segment
+	22,  // 16: evpnd.v1.GetSegmentResponse.segment:type_name -> evpnd.v1.Segment
+	22,  // 17: evpnd.v1.ListSegmentsResponse.segments:type_name -> evpnd.v1.Segment
+	22,  // 18: evpnd.v1.UpdateSegmentRequest.segment:type_name -> evpnd.v1.Segment
+	22,  // 19: evpnd.v1.UpdateSegmentResponse.segment:type_name -> evpnd.v1.Segment
+	8,   // 20: evpnd.v1.Port.meta:type_name -> evpnd.v1.Meta
+	33,  // 21: evpnd.v1.AttachPortRequest.port:type_name -> evpnd.v1.Port
+	33,  // 22: evpnd.v1.AttachPortResponse.port:type_name -> evpnd.v1.Port
+	33,  // 23: evpnd.v1.GetPortResponse.port:type_name -> evpnd.v1.Port
+	33,  // 24: evpnd.v1.ListPortsResponse.ports:type_name -> evpnd.v1.Port
+	43,  // 25: evpnd.v1.Policy.address_groups:type_name -> evpnd.v1.AddressGroup
+	44,  // 26: evpnd.v1.Policy.port_groups:type_name -> evpnd.v1.PortGroup
+	45,  // 27: evpnd.v1.Policy.segments:type_name -> evpnd.v1.SegmentDefaults
+	46,  // 28: evpnd.v1.Policy.rules:type_name -> evpnd.v1.Rule
+	48,  // 29: evpnd.v1.Policy.nat:type_name -> evpnd.v1.Nat
+	51,  // 30: evpnd.v1.Policy.qos:type_name -> evpnd.v1.PortQos
+	8,   // 31: evpnd.v1.Policy.meta:type_name -> evpnd.v1.Meta
+	47,  // 32: evpnd.v1.Rule.remote:type_name -> evpnd.v1.Remote
+	49,  // 33: evpnd.v1.Nat.floating_ips:type_name -> evpnd.v1.FloatingIp
+	50,  // 34: evpnd.v1.Nat.port_forwards:type_name -> evpnd.v1.PortForward
+	52,  // 35: evpnd.v1.PortQos.egress:type_name -> evpnd.v1.Rate
+	52,  // 36: evpnd.v1.PortQos.ingress:type_name -> evpnd.v1.Rate
+	53,  // 37: evpnd.v1.PortQos.classes:type_name -> evpnd.v1.QosClass
+	42,  // 38: evpnd.v1.CreatePolicyRequest.policy:type_name -> evpnd.v1.Policy
+	42,  // 39: evpnd.v1.CreatePolicyResponse.policy:type_name -> evpnd.v1.Policy
+	42,  // 40: evpnd.v1.GetPolicyResponse.policy:type_name -> evpnd.v1.Policy
+	42,  // 41: evpnd.v1.ListPoliciesResponse.policies:type_name -> evpnd.v1.Policy
+	42,  // 42: evpnd.v1.UpdatePolicyRequest.policy:type_name -> evpnd.v1.Policy
+	42,  // 43: evpnd.v1.UpdatePolicyResponse.policy:type_name -> evpnd.v1.Policy
+	66,  // 44: evpnd.v1.ListPolicyCountersResponse.counters:type_name -> evpnd.v1.PolicyCounter
+	6,   // 45: evpnd.v1.ListNeighborsRequest.origin:type_name -> evpnd.v1.MacOrigin
+	69,  // 46: evpnd.v1.ListNeighborsResponse.neighbors:type_name -> evpnd.v1.Neighbor
+	3,   // 47: evpnd.v1.WatchRoutesRequest.type:type_name -> evpnd.v1.RouteType
+	1,   // 48: evpnd.v1.WatchRoutesResponse.kind:type_name -> evpnd.v1.EventKind
+	81,  // 49: evpnd.v1.WatchRoutesResponse.route:type_name -> evpnd.v1.Route
+	6,   // 50: evpnd.v1.WatchMacsRequest.origin:type_name -> evpnd.v1.MacOrigin
+	1,   // 51: evpnd.v1.WatchMacsResponse.kind:type_name -> evpnd.v1.EventKind
+	86,  // 52: evpnd.v1.WatchMacsResponse.mac:type_name -> evpnd.v1.Mac
+	78,  // 53: evpnd.v1.WatchPeersResponse.peer:type_name -> evpnd.v1.Peer
+	78,  // 54: evpnd.v1.ListPeersResponse.peers:type_name -> evpnd.v1.Peer
+	2,   // 55: evpnd.v1.Peer.state:type_name -> evpnd.v1.PeerState
+	96,  // 56: evpnd.v1.Peer.uptime:type_name -> google.protobuf.Duration
+	3,   // 57: evpnd.v1.ListRoutesRequest.type:type_name -> evpnd.v1.RouteType
+	81,  // 58: evpnd.v1.ListRoutesResponse.routes:type_name -> evpnd.v1.Route
+	3,   // 59: evpnd.v1.Route.type:type_name -> evpnd.v1.RouteType
+	4,   // 60: evpnd.v1.Route.encapsulation:type_name -> evpnd.v1.Encapsulation
+	82,  // 61: evpnd.v1.Route.mac_mobility:type_name -> evpnd.v1.MacMobility
+	83,  // 62: evpnd.v1.Route.pmsi_tunnel:type_name -> evpnd.v1.PmsiTunnel
+	5,   // 63: evpnd.v1.PmsiTunnel.type:type_name -> evpnd.v1.PmsiTunnelType
+	6,   // 64: evpnd.v1.ListMacsRequest.origin:type_name -> evpnd.v1.MacOrigin
+	86,  // 65: evpnd.v1.ListMacsResponse.macs:type_name -> evpnd.v1.Mac
+	7,   // 66: evpnd.v1.ListTenantRoutesRequest.protocol:type_name -> evpnd.v1.RouteProtocol
+	89,  // 67: evpnd.v1.ListTenantRoutesResponse.routes:type_name -> evpnd.v1.TenantRoute
+	7,   // 68: evpnd.v1.TenantRoute.protocol:type_name -> evpnd.v1.RouteProtocol
+	92,  // 69: evpnd.v1.ListDuplicateMacsResponse.macs:type_name -> evpnd.v1.DuplicateMac
+	95,  // 70: evpnd.v1.DuplicateMac.since:type_name -> google.protobuf.Timestamp
+	12,  // 71: evpnd.v1.EvpndService.CreateTenant:input_type -> evpnd.v1.CreateTenantRequest
+	14,  // 72: evpnd.v1.EvpndService.GetTenant:input_type -> evpnd.v1.GetTenantRequest
+	16,  // 73: evpnd.v1.EvpndService.ListTenants:input_type -> evpnd.v1.ListTenantsRequest
+	18,  // 74: evpnd.v1.EvpndService.UpdateTenant:input_type -> evpnd.v1.UpdateTenantRequest
+	20,  // 75: evpnd.v1.EvpndService.DeleteTenant:input_type -> evpnd.v1.DeleteTenantRequest
+	23,  // 76: evpnd.v1.EvpndService.CreateSegment:input_type -> evpnd.v1.CreateSegmentRequest
+	25,  // 77: evpnd.v1.EvpndService.GetSegment:input_type -> evpnd.v1.GetSegmentRequest
+	27,  // 78: evpnd.v1.EvpndService.ListSegments:input_type -> evpnd.v1.ListSegmentsRequest
+	29,  // 79: evpnd.v1.EvpndService.UpdateSegment:input_type -> evpnd.v1.UpdateSegmentRequest
+	31,  // 80: evpnd.v1.EvpndService.DeleteSegment:input_type -> evpnd.v1.DeleteSegmentRequest
+	34,  // 81: evpnd.v1.EvpndService.AttachPort:input_type -> evpnd.v1.AttachPortRequest
+	36,  // 82: evpnd.v1.EvpndService.GetPort:input_type -> evpnd.v1.GetPortRequest
+	38,  // 83: evpnd.v1.EvpndService.ListPorts:input_type -> evpnd.v1.ListPortsRequest
+	40,  // 84: evpnd.v1.EvpndService.DetachPort:input_type -> evpnd.v1.DetachPortRequest
+	54,  // 85: evpnd.v1.EvpndService.CreatePolicy:input_type -> evpnd.v1.CreatePolicyRequest
+	56,  // 86: evpnd.v1.EvpndService.GetPolicy:input_type -> evpnd.v1.GetPolicyRequest
+	58,  // 87: evpnd.v1.EvpndService.ListPolicies:input_type -> evpnd.v1.ListPoliciesRequest
+	60,  // 88: evpnd.v1.EvpndService.UpdatePolicy:input_type -> evpnd.v1.UpdatePolicyRequest
+	62,  // 89: evpnd.v1.EvpndService.DeletePolicy:input_type -> evpnd.v1.DeletePolicyRequest
+	64,  // 90: evpnd.v1.EvpndService.ListPolicyCounters:input_type -> evpnd.v1.ListPolicyCountersRequest
+	76,  // 91: evpnd.v1.EvpndService.ListPeers:input_type -> evpnd.v1.ListPeersRequest
+	79,  // 92: evpnd.v1.EvpndService.ListRoutes:input_type -> evpnd.v1.ListRoutesRequest
+	84,  // 93: evpnd.v1.EvpndService.ListMacs:input_type -> evpnd.v1.ListMacsRequest
+	87,  // 94: evpnd.v1.EvpndService.ListTenantRoutes:input_type -> evpnd.v1.ListTenantRoutesRequest
+	67,  // 95: evpnd.v1.EvpndService.ListNeighbors:input_type -> evpnd.v1.ListNeighborsRequest
+	90,  // 96: evpnd.v1.EvpndService.ListDuplicateMacs:input_type -> evpnd.v1.ListDuplicateMacsRequest
+	93,  // 97: evpnd.v1.EvpndService.ClearDuplicateMac:input_type -> evpnd.v1.ClearDuplicateMacRequest
+	70,  // 98: evpnd.v1.EvpndService.WatchRoutes:input_type -> evpnd.v1.WatchRoutesRequest
+	72,  // 99: evpnd.v1.EvpndService.WatchMacs:input_type -> evpnd.v1.WatchMacsRequest
+	74,  // 100: evpnd.v1.EvpndService.WatchPeers:input_type -> evpnd.v1.WatchPeersRequest
+	13,  // 101: evpnd.v1.EvpndService.CreateTenant:output_type -> evpnd.v1.CreateTenantResponse
+	15,  // 102: evpnd.v1.EvpndService.GetTenant:output_type -> evpnd.v1.GetTenantResponse
+	17,  // 103: evpnd.v1.EvpndService.ListTenants:output_type -> evpnd.v1.ListTenantsResponse
+	19,  // 104: evpnd.v1.EvpndService.UpdateTenant:output_type -> evpnd.v1.UpdateTenantResponse
+	21,  // 105: evpnd.v1.EvpndService.DeleteTenant:output_type -> evpnd.v1.DeleteTenantResponse
+	24,  // 106: evpnd.v1.EvpndService.CreateSegment:output_type -> evpnd.v1.CreateSegmentResponse
+	26,  // 107: evpnd.v1.EvpndService.GetSegment:output_type -> evpnd.v1.GetSegmentResponse
+	28,  // 108: evpnd.v1.EvpndService.ListSegments:output_type -> evpnd.v1.ListSegmentsResponse
+	30,  // 109: evpnd.v1.EvpndService.UpdateSegment:output_type -> evpnd.v1.UpdateSegmentResponse
+	32,  // 110: evpnd.v1.EvpndService.DeleteSegment:output_type -> evpnd.v1.DeleteSegmentResponse
+	35,  // 111: evpnd.v1.EvpndService.AttachPort:output_type -> evpnd.v1.AttachPortResponse
+	37,  // 112: evpnd.v1.EvpndService.GetPort:output_type -> evpnd.v1.GetPortResponse
+	39,  // 113: evpnd.v1.EvpndService.ListPorts:output_type -> evpnd.v1.ListPortsResponse
+	41,  // 114: evpnd.v1.EvpndService.DetachPort:output_type -> evpnd.v1.DetachPortResponse
+	55,  // 115: evpnd.v1.EvpndService.CreatePolicy:output_type -> evpnd.v1.CreatePolicyResponse
+	57,  // 116: evpnd.v1.EvpndService.GetPolicy:output_type -> evpnd.v1.GetPolicyResponse
+	59,  // 117: evpnd.v1.EvpndService.ListPolicies:output_type -> evpnd.v1.ListPoliciesResponse
+	61,  // 118: evpnd.v1.EvpndService.UpdatePolicy:output_type -> evpnd.v1.UpdatePolicyResponse
+	63,  // 119: evpnd.v1.EvpndService.DeletePolicy:output_type -> evpnd.v1.DeletePolicyResponse
+	65,  // 120: evpnd.v1.EvpndService.ListPolicyCounters:output_type -> evpnd.v1.ListPolicyCountersResponse
+	77,  // 121: evpnd.v1.EvpndService.ListPeers:output_type -> evpnd.v1.ListPeersResponse
+	80,  // 122: evpnd.v1.EvpndService.ListRoutes:output_type -> evpnd.v1.ListRoutesResponse
+	85,  // 123: evpnd.v1.EvpndService.ListMacs:output_type -> evpnd.v1.ListMacsResponse
+	88,  // 124: evpnd.v1.EvpndService.ListTenantRoutes:output_type -> evpnd.v1.ListTenantRoutesResponse
+	68,  // 125: evpnd.v1.EvpndService.ListNeighbors:output_type -> evpnd.v1.ListNeighborsResponse
+	91,  // 126: evpnd.v1.EvpndService.ListDuplicateMacs:output_type -> evpnd.v1.ListDuplicateMacsResponse
+	94,  // 127: evpnd.v1.EvpndService.ClearDuplicateMac:output_type -> evpnd.v1.ClearDuplicateMacResponse
+	71,  // 128: evpnd.v1.EvpndService.WatchRoutes:output_type -> evpnd.v1.WatchRoutesResponse
+	73,  // 129: evpnd.v1.EvpndService.WatchMacs:output_type -> evpnd.v1.WatchMacsResponse
+	75,  // 130: evpnd.v1.EvpndService.WatchPeers:output_type -> evpnd.v1.WatchPeersResponse
+	101, // [101:131] is the sub-list for method output_type
+	71,  // [71:101] is the sub-list for method input_type
+	71,  // [71:71] is the sub-list for extension type_name
+	71,  // [71:71] is the sub-list for extension extendee
+	0,   // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_evpnd_v1_evpnd_proto_init() }
@@ -6345,7 +6676,7 @@ func file_evpnd_v1_evpnd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_evpnd_v1_evpnd_proto_rawDesc), len(file_evpnd_v1_evpnd_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   82,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -73,6 +73,8 @@ const (
 	EvpndService_ListMacs_FullMethodName           = "/evpnd.v1.EvpndService/ListMacs"
 	EvpndService_ListTenantRoutes_FullMethodName   = "/evpnd.v1.EvpndService/ListTenantRoutes"
 	EvpndService_ListNeighbors_FullMethodName      = "/evpnd.v1.EvpndService/ListNeighbors"
+	EvpndService_ListDuplicateMacs_FullMethodName  = "/evpnd.v1.EvpndService/ListDuplicateMacs"
+	EvpndService_ClearDuplicateMac_FullMethodName  = "/evpnd.v1.EvpndService/ClearDuplicateMac"
 	EvpndService_WatchRoutes_FullMethodName        = "/evpnd.v1.EvpndService/WatchRoutes"
 	EvpndService_WatchMacs_FullMethodName          = "/evpnd.v1.EvpndService/WatchMacs"
 	EvpndService_WatchPeers_FullMethodName         = "/evpnd.v1.EvpndService/WatchPeers"
@@ -143,6 +145,12 @@ type EvpndServiceClient interface {
 	// segments: local entries and the suppression entries installed from
 	// EVPN type-2 routes.
 	ListNeighbors(ctx context.Context, in *ListNeighborsRequest, opts ...grpc.CallOption) (*ListNeighborsResponse, error)
+	// ListDuplicateMacs lists the MACs frozen as duplicates: seen moving
+	// max-moves times within the detection window (RFC 7432 s15.1).
+	ListDuplicateMacs(ctx context.Context, in *ListDuplicateMacsRequest, opts ...grpc.CallOption) (*ListDuplicateMacsResponse, error)
+	// ClearDuplicateMac thaws a frozen MAC: it follows its routes again and,
+	// if it is here, is advertised again.
+	ClearDuplicateMac(ctx context.Context, in *ClearDuplicateMacRequest, opts ...grpc.CallOption) (*ClearDuplicateMacResponse, error)
 	// WatchRoutes streams changes of the EVPN RIB from the moment of the
 	// call: routes received, withdrawn, advertised and withdrawn by this
 	// host. List first, then watch, to see the whole table.
@@ -412,6 +420,26 @@ func (c *evpndServiceClient) ListNeighbors(ctx context.Context, in *ListNeighbor
 	return out, nil
 }
 
+func (c *evpndServiceClient) ListDuplicateMacs(ctx context.Context, in *ListDuplicateMacsRequest, opts ...grpc.CallOption) (*ListDuplicateMacsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDuplicateMacsResponse)
+	err := c.cc.Invoke(ctx, EvpndService_ListDuplicateMacs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *evpndServiceClient) ClearDuplicateMac(ctx context.Context, in *ClearDuplicateMacRequest, opts ...grpc.CallOption) (*ClearDuplicateMacResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClearDuplicateMacResponse)
+	err := c.cc.Invoke(ctx, EvpndService_ClearDuplicateMac_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *evpndServiceClient) WatchRoutes(ctx context.Context, in *WatchRoutesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRoutesResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &EvpndService_ServiceDesc.Streams[0], EvpndService_WatchRoutes_FullMethodName, cOpts...)
@@ -534,6 +562,12 @@ type EvpndServiceServer interface {
 	// segments: local entries and the suppression entries installed from
 	// EVPN type-2 routes.
 	ListNeighbors(context.Context, *ListNeighborsRequest) (*ListNeighborsResponse, error)
+	// ListDuplicateMacs lists the MACs frozen as duplicates: seen moving
+	// max-moves times within the detection window (RFC 7432 s15.1).
+	ListDuplicateMacs(context.Context, *ListDuplicateMacsRequest) (*ListDuplicateMacsResponse, error)
+	// ClearDuplicateMac thaws a frozen MAC: it follows its routes again and,
+	// if it is here, is advertised again.
+	ClearDuplicateMac(context.Context, *ClearDuplicateMacRequest) (*ClearDuplicateMacResponse, error)
 	// WatchRoutes streams changes of the EVPN RIB from the moment of the
 	// call: routes received, withdrawn, advertised and withdrawn by this
 	// host. List first, then watch, to see the whole table.
@@ -627,6 +661,12 @@ func (UnimplementedEvpndServiceServer) ListTenantRoutes(context.Context, *ListTe
 }
 func (UnimplementedEvpndServiceServer) ListNeighbors(context.Context, *ListNeighborsRequest) (*ListNeighborsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListNeighbors not implemented")
+}
+func (UnimplementedEvpndServiceServer) ListDuplicateMacs(context.Context, *ListDuplicateMacsRequest) (*ListDuplicateMacsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDuplicateMacs not implemented")
+}
+func (UnimplementedEvpndServiceServer) ClearDuplicateMac(context.Context, *ClearDuplicateMacRequest) (*ClearDuplicateMacResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClearDuplicateMac not implemented")
 }
 func (UnimplementedEvpndServiceServer) WatchRoutes(*WatchRoutesRequest, grpc.ServerStreamingServer[WatchRoutesResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchRoutes not implemented")
@@ -1108,6 +1148,42 @@ func _EvpndService_ListNeighbors_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EvpndService_ListDuplicateMacs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDuplicateMacsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EvpndServiceServer).ListDuplicateMacs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EvpndService_ListDuplicateMacs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EvpndServiceServer).ListDuplicateMacs(ctx, req.(*ListDuplicateMacsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EvpndService_ClearDuplicateMac_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClearDuplicateMacRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EvpndServiceServer).ClearDuplicateMac(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EvpndService_ClearDuplicateMac_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EvpndServiceServer).ClearDuplicateMac(ctx, req.(*ClearDuplicateMacRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _EvpndService_WatchRoutes_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchRoutesRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -1247,6 +1323,14 @@ var EvpndService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListNeighbors",
 			Handler:    _EvpndService_ListNeighbors_Handler,
+		},
+		{
+			MethodName: "ListDuplicateMacs",
+			Handler:    _EvpndService_ListDuplicateMacs_Handler,
+		},
+		{
+			MethodName: "ClearDuplicateMac",
+			Handler:    _EvpndService_ClearDuplicateMac_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -42,6 +42,11 @@ type Backend interface {
 	Change(ctx context.Context, c Change) (proto.Message, bool, error)
 	// Events is where the daemon publishes route, MAC and peer events.
 	Events() *Hub
+	// Duplicates lists the MACs frozen as duplicates, with their tenant.
+	Duplicates(ctx context.Context) ([]Duplicate, error)
+	// ClearDuplicate thaws a frozen MAC; a MAC that is not frozen is a
+	// NOT_FOUND status.
+	ClearDuplicate(ctx context.Context, vni evpn.VNI, mac net.HardwareAddr) error
 }
 
 // Server is the gRPC server of the evpnd API.

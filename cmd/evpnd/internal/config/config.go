@@ -45,6 +45,7 @@ type File struct {
 	StateDir    string      `mapstructure:"state-dir"`
 	// RepairInterval is in seconds; 0 turns drift repair off.
 	RepairInterval int     `mapstructure:"repair-interval"`
+	DupDetection   DupFile `mapstructure:"mac-duplicate-detection"`
 	Log            LogFile `mapstructure:"log"`
 }
 
@@ -113,6 +114,13 @@ type APITLSFile struct {
 	ClientCA string `mapstructure:"client-ca"`
 }
 
+// DupFile is mac-duplicate-detection (RFC 7432 s15.1): a MAC that moves
+// max-moves times within window seconds is frozen until cleared.
+type DupFile struct {
+	MaxMoves int `mapstructure:"max-moves"`
+	Window   int `mapstructure:"window"`
+}
+
 // MetricsFile is the metrics section.
 type MetricsFile struct {
 	// Listen is host:port of the Prometheus endpoint; empty serves none.
@@ -149,8 +157,11 @@ type Config struct {
 	// RepairInterval is how often state changed behind evpnd's back is
 	// put back; 0 never.
 	RepairInterval time.Duration
-	LogLevel       slog.Level
-	LogFormat      string
+	// DupMaxMoves 0 turns duplicate MAC detection off.
+	DupMaxMoves int
+	DupWindow   time.Duration
+	LogLevel    slog.Level
+	LogFormat   string
 }
 
 // Tenant is a validated tenant.
@@ -291,6 +302,8 @@ func Read(path string, fs *pflag.FlagSet) (File, error) {
 	v.SetDefault("metrics.listen", DefaultMetricsListen)
 	v.SetDefault("state-dir", DefaultStateDir)
 	v.SetDefault("repair-interval", DefaultRepairInterval)
+	v.SetDefault("mac-duplicate-detection.max-moves", evpn.DefaultDupMaxMoves)
+	v.SetDefault("mac-duplicate-detection.window", int(evpn.DefaultDupWindow/time.Second))
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 	source := SourceName(path)

@@ -294,6 +294,13 @@ func (f File) Validate() (*Config, []string) {
 		bad("repair-interval", f.RepairInterval, "is out of range 0..86400 seconds (0: never repair)")
 	}
 	c.RepairInterval = seconds(f.RepairInterval)
+	if m := f.DupDetection.MaxMoves; m < 0 || m > 1000 {
+		bad("mac-duplicate-detection.max-moves", m, "is out of range 0..1000 (0: no detection)")
+	}
+	if w := f.DupDetection.Window; f.DupDetection.MaxMoves > 0 && (w < 1 || w > 86400) {
+		bad("mac-duplicate-detection.window", w, "is out of range 1..86400 seconds")
+	}
+	c.DupMaxMoves, c.DupWindow = f.DupDetection.MaxMoves, seconds(f.DupDetection.Window)
 	switch strings.ToLower(f.Log.Level) {
 	case "debug":
 		c.LogLevel = slog.LevelDebug

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 
 	"github.com/evpnd/evpnd/bgp"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/apiserver"
@@ -55,6 +56,9 @@ type Daemon struct {
 	// against the desired state; 0 never.
 	repairEvery time.Duration
 	synced      bool // the first sync after convergence ran
+	// frozenLocal are local MACs not advertised because they are frozen
+	// as duplicates elsewhere; clearing one replays its facts.
+	frozenLocal map[macKey][]fabric.Learned
 	// requests runs API changes in the event loop, so they are ordered
 	// with the events they affect.
 	requests chan request
@@ -131,6 +135,8 @@ func New(o Options) (*Daemon, error) {
 	}
 	d.api, d.merged, d.place, d.cfg = api, merged, place, cfg
 	d.rib = evpn.NewRIB(cfg.VTEP)
+	d.rib.SetDupDetection(evpn.DupDetection{MaxMoves: cfg.DupMaxMoves, Window: cfg.DupWindow})
+	d.frozenLocal = map[macKey][]fabric.Learned{}
 	d.metrics = metrics.New(d, o.Version, metrics.WithLogger(o.Log.With("component", "metrics")))
 	return d, nil
 }
@@ -310,6 +316,7 @@ func (d *Daemon) remote(ctx context.Context, batch []evpn.Route) {
 }
 
 func (d *Daemon) apply(ctx context.Context, diff evpn.Diff) {
+	d.noteDuplicates()
 	if diff.Empty() {
 		return
 	}
@@ -379,6 +386,19 @@ func (d *Daemon) learn(ctx context.Context, l fabric.Learned) {
 	k := macKey{vni: l.VNI, mac: [6]byte(l.MAC)}
 	lm := d.local[k]
 	log := d.log.With("tenant", l.Tenant, "vni", l.VNI, "mac", l.MAC.String())
+	if lm == nil && !d.rib.LocalAllowed(l.VNI, l.MAC) {
+		// Frozen as a duplicate at a remote VTEP: advertising it here
+		// would be one more move. Keep the fact for when it is cleared.
+		if l.Gone {
+			delete(d.frozenLocal, k)
+		} else {
+			if len(d.frozenLocal[k]) == 0 {
+				log.Warn("duplicate mac seen locally; not advertised until cleared", "port", l.Port)
+			}
+			d.frozenLocal[k] = append(d.frozenLocal[k], l)
+		}
+		return
+	}
 	if l.Gone {
 		if lm == nil {
 			return
@@ -515,6 +535,69 @@ func (d *Daemon) TenantOfVNI(vni evpn.VNI) (string, bool) {
 
 // DatapathStats implements metrics.Source.
 func (d *Daemon) DatapathStats() fabric.Stats { return d.dp.Stats() }
+
+// noteDuplicates logs and counts the MACs the RIB froze since last time.
+func (d *Daemon) noteDuplicates() {
+	dups := d.rib.NewDuplicates()
+	if len(dups) == 0 {
+		return
+	}
+	for _, dup := range dups {
+		tenant := ""
+		if s, ok := d.segs[dup.VNI]; ok {
+			tenant = s.Tenant
+		}
+		d.log.Warn("duplicate mac detected and frozen (RFC 7432 s15.1); clear it with evpnctl clear duplicate-mac",
+			"tenant", tenant, "vni", dup.VNI, "mac", dup.MAC.String(), "moves", dup.Moves, "vtep", dup.At)
+	}
+	d.metrics.DuplicatesDetected(len(dups), len(d.rib.Duplicates()))
+}
+
+// Duplicates implements apiserver.Backend.
+func (d *Daemon) Duplicates(ctx context.Context) ([]apiserver.Duplicate, error) {
+	var out []apiserver.Duplicate
+	err := d.do(ctx, func(context.Context) {
+		for _, dup := range d.rib.Duplicates() {
+			a := apiserver.Duplicate{Duplicate: dup, Local: dup.At == d.cfg.VTEP}
+			if s, ok := d.segs[dup.VNI]; ok {
+				a.Tenant = s.Tenant
+			}
+			out = append(out, a)
+		}
+	})
+	return out, err
+}
+
+// ClearDuplicate implements apiserver.Backend.
+func (d *Daemon) ClearDuplicate(ctx context.Context, vni evpn.VNI, mac net.HardwareAddr) error {
+	var found bool
+	err := d.do(ctx, func(ctx context.Context) {
+		var diff evpn.Diff
+		found, diff = d.rib.ClearDuplicate(vni, mac)
+		if !found {
+			return
+		}
+		d.log.Info("duplicate mac cleared", "vni", vni, "mac", mac.String())
+		d.apply(ctx, diff)
+		for _, s := range d.rib.Superseded() {
+			d.superseded(ctx, s)
+		}
+		d.metrics.DuplicatesDetected(0, len(d.rib.Duplicates()))
+		k := macKey{vni: vni, mac: [6]byte(mac)}
+		facts := d.frozenLocal[k]
+		delete(d.frozenLocal, k)
+		for _, l := range facts {
+			d.learn(ctx, l)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return apiserver.Errorf(codes.NotFound, "mac %s in vni %d is not frozen as a duplicate ('evpnctl show evpn duplicates' lists them)", mac, vni)
+	}
+	return nil
+}
 
 // Neighbors implements apiserver.Backend.
 func (d *Daemon) Neighbors(ctx context.Context) ([]fabric.Neighbor, error) {

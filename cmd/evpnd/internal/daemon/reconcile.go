@@ -72,6 +72,9 @@ func (d *Daemon) reconcile(ctx context.Context, old, cfg *config.Config) {
 		}
 	}
 	d.reconcilePolicies(ctx, old, cfg)
+	if old.DupMaxMoves != cfg.DupMaxMoves || old.DupWindow != cfg.DupWindow {
+		d.apply(ctx, d.rib.SetDupDetection(evpn.DupDetection{MaxMoves: cfg.DupMaxMoves, Window: cfg.DupWindow}))
+	}
 	d.log.Info("configuration applied", "tenants", len(cfg.Tenants), "segments", len(d.segs),
 		"policies", len(cfg.Policies), "took", time.Since(start))
 }

@@ -39,6 +39,8 @@ type Registry struct {
 	policyApply     *prometheus.HistogramVec
 	policyErrors    *prometheus.CounterVec
 	apiRequests     *prometheus.CounterVec
+	dupDetected     prometheus.Counter
+	dupFrozen       prometheus.Gauge
 }
 
 // Option changes a Registry that New builds.
@@ -93,6 +95,14 @@ func New(src Source, version string, opts ...Option) *Registry {
 			Name: "evpnd_api_requests_total",
 			Help: "gRPC API calls by full method name and status code.",
 		}, []string{"method", "code"}),
+		dupDetected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "evpnd_mac_duplicates_detected_total",
+			Help: "MACs detected as duplicates (too many moves, RFC 7432 s15.1) and frozen.",
+		}),
+		dupFrozen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "evpnd_mac_duplicates_frozen",
+			Help: "MACs frozen as duplicates now, until cleared (evpnctl clear duplicate-mac).",
+		}),
 	}
 	for _, k := range ReconcileKinds {
 		r.reconcileRuns.WithLabelValues(k)
@@ -102,7 +112,7 @@ func New(src Source, version string, opts ...Option) *Registry {
 		newCollector(src, version, o.scrapeTimeout, o.log),
 		r.reconcileRuns, r.reconcileErrors,
 		r.policyApply, r.policyErrors,
-		r.apiRequests,
+		r.apiRequests, r.dupDetected, r.dupFrozen,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -139,6 +149,13 @@ func (r *Registry) PolicyApplied(tenant string, d time.Duration, err error) {
 func (r *Registry) ForgetTenant(tenant string) {
 	r.policyApply.DeleteLabelValues(tenant)
 	r.policyErrors.DeleteLabelValues(tenant)
+}
+
+// DuplicatesDetected counts n MACs newly frozen as duplicates; frozen is
+// how many are frozen now.
+func (r *Registry) DuplicatesDetected(n, frozen int) {
+	r.dupDetected.Add(float64(n))
+	r.dupFrozen.Set(float64(frozen))
 }
 
 // APIRequest counts one gRPC call; code is the status code's name (OK,

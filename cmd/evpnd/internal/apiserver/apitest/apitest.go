@@ -32,6 +32,7 @@ type Backend struct {
 	TenantRouteList []fabric.Route
 	NeighborList    []fabric.Neighbor
 	CounterList     []policy.Counter
+	DuplicateList   []apiserver.Duplicate
 	// Objs are the configuration objects listed; the fixture refuses
 	// changes (the daemon's own tests cover them against a real evpnd).
 	Objs config.APIObjects
@@ -55,6 +56,16 @@ func (b *Backend) Objects(context.Context) (config.APIObjects, error) { return b
 // Change refuses: the fixture's state is fixed.
 func (b *Backend) Change(context.Context, apiserver.Change) (proto.Message, bool, error) {
 	return nil, false, status.Error(codes.Unimplemented, "the API fixture is read-only")
+}
+
+// Duplicates returns DuplicateList.
+func (b *Backend) Duplicates(context.Context) ([]apiserver.Duplicate, error) {
+	return slices.Clone(b.DuplicateList), b.Err
+}
+
+// ClearDuplicate refuses: the fixture's state is fixed.
+func (b *Backend) ClearDuplicate(context.Context, evpn.VNI, net.HardwareAddr) error {
+	return status.Error(codes.Unimplemented, "the API fixture is read-only")
 }
 
 // Events returns Hub, created on first use.
