@@ -2,6 +2,11 @@ module github.com/evpnd/evpnd
 
 go 1.26.0
 
+// GoBGP listens with net.ListenConfig, which on Linux opens Multipath TCP
+// sockets by default since Go 1.24; the kernel refuses TCP-MD5 and TTL
+// options (GTSM) on those, so peers connecting to evpnd would fail.
+godebug multipathtcp=0
+
 require (
 	github.com/go-viper/mapstructure/v2 v2.4.0
 	github.com/google/go-cmp v0.7.0
