@@ -8,10 +8,13 @@ TOOLS    := $(CURDIR)/bin/tools
 STATICCHECK_VERSION := v0.8.2
 LAB      ?= integration/topologies/l2-evpn.clab.yml
 BENCH_ROUTES ?= 10000,100000
+# Each fuzz target runs this long in make test; `make fuzz FUZZTIME=10m`
+# for a longer hunt.
+FUZZTIME ?= 5s
 
 include api/tools.mk
 
-.PHONY: build test test-short lint fmt demo lab-up lab-down bench proto proto-check proto-tools deps clean
+.PHONY: build test test-short fuzz lint fmt demo lab-up lab-down bench proto proto-check proto-tools deps clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/evpnd ./cmd/evpnd
@@ -26,6 +29,10 @@ deps:
 test: build proto-check
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
+	FUZZTIME=$(FUZZTIME) bash integration/scripts/fuzz.sh
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash integration/scripts/fuzz.sh
 
 # Unit tests only (no root, no FRR needed).
 test-short:
