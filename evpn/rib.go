@@ -377,7 +377,14 @@ func (r *RIB) Update(routes []Route) Diff {
 			continue
 		}
 		e := r.routes[k]
-		if rt.Withdraw || (rt.NextHop == r.self && r.self.IsValid()) {
+		// A type-3 route whose PMSI tunnel is not ingress replication
+		// asks for a multicast tree this host cannot join: it adds no
+		// flood entry, and replaces (withdraws) one it had.
+		unusable := k.typ == TypeIMET && rt.PMSI != nil && rt.PMSI.Type != PMSIIngressReplication
+		if unusable && !rt.Withdraw {
+			r.skipped++
+		}
+		if rt.Withdraw || unusable || (rt.NextHop == r.self && r.self.IsValid()) {
 			if e != nil {
 				r.unapply(e)
 				delete(r.routes, k)

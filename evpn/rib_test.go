@@ -841,3 +841,21 @@ func BenchmarkRIBWithdrawAll(b *testing.B) {
 		}
 	}
 }
+
+// TestRIBIMETNeedsIngressReplication: a type-3 route with a PMSI tunnel
+// other than ingress replication gives no flood entry, and replaces one
+// the same route gave before.
+func TestRIBIMETNeedsIngressReplication(t *testing.T) {
+	rib := NewRIB(self)
+	rib.SetSegments([]Segment{autoSeg(100)})
+	rt := AutoRT(PresetFRR, 65001, 100)
+	ir := imetRoute(rdOf(vtepA, 1), vtepA, rt)
+	ir.PMSI = &PMSI{Type: PMSIIngressReplication, Label: 100, Endpoint: vtepA}
+	checkDiff(t, "ingress replication", rib.Update([]Route{ir}), floods(Flood{VNI: 100, VTEP: vtepA}), Intents{})
+	bogus := ir
+	bogus.PMSI = &PMSI{Type: 0xee, Label: 100}
+	checkDiff(t, "bogus tunnel type", rib.Update([]Route{bogus}), Intents{}, floods(Flood{VNI: 100, VTEP: vtepA}))
+	if rib.Skipped() != 1 {
+		t.Fatalf("skipped %d, want 1", rib.Skipped())
+	}
+}
