@@ -75,7 +75,10 @@ func violations(err error) map[string]string {
 
 // scrape reads a node's /metrics from inside its namespace (the endpoint
 // is on the namespace's loopback).
-func scrape(ns, addr string) (string, error) {
+func scrape(ns, addr string) (string, error) { return httpGet(ns, addr, "/metrics") }
+
+// httpGet reads path from the metrics endpoint at addr in namespace ns.
+func httpGet(ns, addr, path string) (string, error) {
 	var conn net.Conn
 	if err := lab.InNS(ns, func() error {
 		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
@@ -95,14 +98,14 @@ func scrape(ns, addr string) (string, error) {
 		},
 		DisableKeepAlives: true,
 	}}
-	resp, err := client.Get("http://" + addr + "/metrics")
+	resp, err := client.Get("http://" + addr + path)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET /metrics: %s", resp.Status)
+		return "", fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
 	return string(b), err
 }
