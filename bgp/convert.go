@@ -61,7 +61,9 @@ func toAPIPath(r evpn.Route, nextHop netip.Addr) (*api.Path, error) {
 }
 
 // fromAPIPath turns a GoBGP path into an evpn.Route. ok is false for paths
-// evpnd does not consume (not EVPN).
+// evpnd does not consume (not EVPN). It is the general conversion, through
+// GoBGP's native types and the wire encoding; ingest is the fast one for
+// bulk and falls back to it.
 func fromAPIPath(p *api.Path) (r evpn.Route, ok bool, err error) {
 	if !isEVPN(p.GetFamily()) {
 		return r, false, nil
@@ -88,39 +90,7 @@ func fromAPIPath(p *api.Path) (r evpn.Route, ok bool, err error) {
 		return r, false, fmt.Errorf("route %s: attributes: %w", n, err)
 	}
 	for _, a := range attrs {
-		switch a := a.(type) {
-		case *gobgp.PathAttributeMpReachNLRI:
-			if nh, ok := netip.AddrFromSlice(a.Nexthop); ok {
-				r.NextHop = nh.Unmap()
-			}
-		case *gobgp.PathAttributeNextHop:
-			if !r.NextHop.IsValid() {
-				if nh, ok := netip.AddrFromSlice(a.Value); ok {
-					r.NextHop = nh.Unmap()
-				}
-			}
-		case *gobgp.PathAttributeExtendedCommunities:
-			ecs := make([]evpn.ExtCommunity, 0, len(a.Value))
-			for _, ec := range a.Value {
-				eb, err := ec.Serialize()
-				if err != nil || len(eb) != 8 {
-					continue
-				}
-				ecs = append(ecs, evpn.ExtCommunity(eb))
-			}
-			r.SetExtCommunities(ecs)
-		case *gobgp.PathAttributePmsiTunnel:
-			pm := &evpn.PMSI{Type: uint8(a.TunnelType), Label: evpn.VNI(a.Label)}
-			if a.IsLeafInfoRequired {
-				pm.Flags = 1
-			}
-			if id, ok := a.TunnelID.(*gobgp.IngressReplTunnelID); ok {
-				if ep, ok := netip.AddrFromSlice(id.Value); ok {
-					pm.Endpoint = ep.Unmap()
-				}
-			}
-			r.PMSI = pm
-		}
+		applyAttribute(&r, a)
 	}
 	return r, true, nil
 }

@@ -2,12 +2,16 @@ package bgp
 
 import "sync"
 
-// queue is an unbounded FIFO of batches between GoBGP's watch callback,
-// which must return quickly, and the goroutine that converts paths. A burst
-// of 100k routes must not block GoBGP's event loop on evpnd's consumers.
+// queue is an unbounded FIFO between GoBGP's watch callback, which must
+// return quickly, and the goroutine that hands routes to evpnd's consumer.
+// A burst of 100k routes must not block GoBGP's watch on evpnd's
+// consumers. GoBGP reports best paths one UPDATE at a time, mostly one
+// path each, so the queue keeps one flat slice rather than a slice per
+// event: a take hands the consumer everything as one batch, at no
+// allocation per event.
 type queue[T any] struct {
 	mu     sync.Mutex
-	items  [][]T
+	items  []T
 	notify chan struct{}
 }
 
@@ -15,12 +19,13 @@ func newQueue[T any]() *queue[T] {
 	return &queue[T]{notify: make(chan struct{}, 1)}
 }
 
-func (q *queue[T]) push(batch []T) {
-	if len(batch) == 0 {
+// push appends items (copying them: the caller may reuse its slice).
+func (q *queue[T]) push(items []T) {
+	if len(items) == 0 {
 		return
 	}
 	q.mu.Lock()
-	q.items = append(q.items, batch)
+	q.items = append(q.items, items...)
 	q.mu.Unlock()
 	select {
 	case q.notify <- struct{}{}:
@@ -29,7 +34,7 @@ func (q *queue[T]) push(batch []T) {
 }
 
 // drain takes everything queued so far, in order.
-func (q *queue[T]) drain() [][]T {
+func (q *queue[T]) drain() []T {
 	q.mu.Lock()
 	items := q.items
 	q.items = nil

@@ -45,7 +45,7 @@ type Server struct {
 	bgp    *server.BgpServer
 	cfg    Config
 	events chan []evpn.Route
-	q      *queue[*api.Path]
+	q      *queue[evpn.Route]
 
 	stopWatch context.CancelFunc
 	done      chan struct{}
@@ -215,7 +215,7 @@ func New(log *slog.Logger) *Server {
 	return &Server{
 		log:       log,
 		events:    make(chan []evpn.Route, 64),
-		q:         newQueue[*api.Path](),
+		q:         newQueue[evpn.Route](),
 		done:      make(chan struct{}),
 		peers:     map[netip.Addr]PeerConfig{},
 		eor:       map[netip.Addr]bool{},
@@ -265,7 +265,7 @@ func (s *Server) Start(ctx context.Context, cfg Config) error {
 			{Type: api.WatchEventRequest_Table_Filter_EOR, Init: true},
 		}},
 		Peer: &api.WatchEventRequest_Peer{},
-	}, s.onEvent)
+	}, s.watcher())
 	if err != nil {
 		cancel()
 		s.bgp.Stop()
@@ -345,11 +345,23 @@ func (s *Server) installExportPolicy(ctx context.Context) error {
 	return nil
 }
 
-// onEvent runs on GoBGP's watch goroutine: it only queues.
-func (s *Server) onEvent(r *api.WatchEventResponse) {
+// watcher is the callback of GoBGP's watch, with the converter it owns:
+// GoBGP calls it from one goroutine.
+func (s *Server) watcher() func(*api.WatchEventResponse) {
+	in := newIngest()
+	return func(r *api.WatchEventResponse) { s.onEvent(in, r) }
+}
+
+// onEvent runs on GoBGP's watch goroutine, which buffers events without
+// bound and never holds up GoBGP's own loop. It converts each path at once
+// (ingest costs a fraction of the protobuf GoBGP has just built for it), so
+// what waits in the queue for a slow consumer is compact routes, not
+// protobuf paths several times their size.
+func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 	if t := r.GetTable(); t != nil {
 		paths := t.GetPaths()
-		routes := paths[:0:0]
+		routes := in.buf[:0]
+		evpnPaths := 0
 		for _, p := range paths {
 			if p.GetNlri() == nil {
 				s.onEOR(p)
@@ -358,16 +370,29 @@ func (s *Server) onEvent(r *api.WatchEventResponse) {
 			// Only EVPN feeds the RIB and the convergence timer; the
 			// unicast routes evpnd advertises for NAT come back here as
 			// best paths too.
-			if isEVPN(p.GetFamily()) {
-				routes = append(routes, p)
+			if !isEVPN(p.GetFamily()) {
+				continue
 			}
+			evpnPaths++
+			rt, ok, err := in.route(p)
+			if err != nil {
+				s.malformed.Add(1)
+				s.log.Warn("bgp path not decodable, ignored", "peer", p.GetNeighborIp(), "err", err)
+				continue
+			}
+			if !ok || !rt.Peer.IsValid() {
+				continue // our own route
+			}
+			routes = append(routes, rt)
 		}
-		if len(routes) > 0 {
+		if evpnPaths > 0 {
 			s.mu.Lock()
 			s.lastRoute = time.Now()
 			s.mu.Unlock()
 		}
 		s.q.push(routes)
+		clear(routes) // the queue has copies; drop references for the GC
+		in.buf = routes
 		return
 	}
 	if p := r.GetPeer(); p != nil {
@@ -447,8 +472,8 @@ func (s *Server) convergedLocked(now time.Time) (bool, string) {
 	return true, "every peer sent its routes"
 }
 
-// deliver converts queued GoBGP paths into evpn routes and hands them on,
-// coalescing whatever arrived meanwhile into one batch.
+// deliver hands queued routes on, coalescing whatever arrived meanwhile
+// into one batch.
 func (s *Server) deliver() {
 	defer close(s.events)
 	for {
@@ -457,21 +482,7 @@ func (s *Server) deliver() {
 			return
 		case <-s.q.notify:
 		}
-		var batch []evpn.Route
-		for _, paths := range s.q.drain() {
-			for _, p := range paths {
-				r, ok, err := fromAPIPath(p)
-				if err != nil {
-					s.malformed.Add(1)
-					s.log.Warn("bgp path not decodable, ignored", "peer", p.GetNeighborIp(), "err", err)
-					continue
-				}
-				if !ok || !r.Peer.IsValid() {
-					continue // not EVPN, or our own route
-				}
-				batch = append(batch, r)
-			}
-		}
+		batch := s.q.drain()
 		if len(batch) == 0 {
 			continue
 		}
@@ -656,12 +667,13 @@ func (s *Server) Peers(ctx context.Context) ([]Peer, error) {
 func (s *Server) Routes(ctx context.Context) ([]evpn.Route, error) {
 	var out []evpn.Route
 	var errs []error
+	in := newIngest()
 	err := s.bgp.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: evpnFamily}, func(d *api.Destination) {
 		for _, p := range d.GetPaths() {
 			if !p.GetBest() {
 				continue
 			}
-			r, ok, err := fromAPIPath(p)
+			r, ok, err := in.route(p)
 			if err != nil {
 				errs = append(errs, err)
 				continue

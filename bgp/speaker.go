@@ -65,6 +65,9 @@ type Speaker interface {
 	UnicastRoutes(ctx context.Context) ([]netip.Prefix, error)
 	// Events delivers received best paths (and their withdrawals) in
 	// batches, in order. Routes this host originated are not delivered.
+	// Routes share their route targets, MAC mobility and router MAC
+	// values with other routes that carried the same attribute: readers
+	// must not modify them (appends copy: the slices are capped).
 	Events() <-chan []evpn.Route
 	// Peers reports the neighbours' states.
 	Peers(ctx context.Context) ([]Peer, error)
