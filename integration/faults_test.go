@@ -1,0 +1,244 @@
+package integration
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	evpndv1 "github.com/evpnd/evpnd/api/evpnd/v1"
+	"github.com/evpnd/evpnd/integration/lab"
+)
+
+// flow is a UDP stream with sequence numbers from one namespace to
+// another, counting what arrives: a fault that loses packets shows as a
+// gap.
+type flow struct {
+	sent     atomic.Uint64
+	mu       sync.Mutex
+	received map[uint64]bool
+	stop     chan struct{}
+	done     sync.WaitGroup
+	tx       net.Conn
+}
+
+// startFlow sends a datagram every interval from fromNS to ip:port in
+// toNS until Stop.
+func startFlow(t *testing.T, fromNS, toNS string, ip netip.Addr, port uint16, interval time.Duration) *flow {
+	t.Helper()
+	f := &flow{received: map[uint64]bool{}, stop: make(chan struct{})}
+	var rx net.PacketConn
+	if err := lab.InNS(toNS, func() error {
+		var err error
+		rx, err = net.ListenPacket("udp", netip.AddrPortFrom(ip, port).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A receiver starved of CPU for a moment must not count as loss on
+	// the wire: the socket buffers what arrives meanwhile.
+	if uc, ok := rx.(*net.UDPConn); ok {
+		_ = uc.SetReadBuffer(8 << 20)
+	}
+	if err := lab.InNS(fromNS, func() error {
+		var err error
+		f.tx, err = net.Dial("udp", netip.AddrPortFrom(ip, port).String())
+		return err
+	}); err != nil {
+		rx.Close()
+		t.Fatal(err)
+	}
+	f.done.Add(2)
+	go func() {
+		defer f.done.Done()
+		buf := make([]byte, 64)
+		for {
+			n, _, err := rx.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n >= 8 {
+				f.mu.Lock()
+				f.received[binary.BigEndian.Uint64(buf)] = true
+				f.mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		defer f.done.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		buf := make([]byte, 64)
+		for {
+			select {
+			case <-f.stop:
+				return
+			case <-tick.C:
+				binary.BigEndian.PutUint64(buf, f.sent.Load())
+				if _, err := f.tx.Write(buf); err == nil {
+					f.sent.Add(1)
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		f.Stop()
+		rx.Close()
+		f.done.Wait()
+	})
+	return f
+}
+
+// Received is how many datagrams arrived so far.
+func (f *flow) Received() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.received)
+}
+
+// Stop ends the sending; safe to call twice.
+func (f *flow) Stop() {
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+		f.tx.Close()
+	}
+}
+
+// Lost stops the flow, waits for the last datagrams in flight, and
+// returns how many of those sent never arrived.
+func (f *flow) Lost(t *testing.T) uint64 {
+	t.Helper()
+	f.Stop()
+	sent := f.sent.Load()
+	_ = lab.Poll(2*time.Second, 20*time.Millisecond, func() error {
+		if uint64(f.Received()) < sent {
+			return fmt.Errorf("in flight")
+		}
+		return nil
+	})
+	return sent - uint64(f.Received())
+}
+
+// waitFor lets the flow carry n more datagrams: traffic keeps flowing
+// through the fault, not only after it.
+func (f *flow) waitFor(t *testing.T, n int) {
+	t.Helper()
+	target := f.Received() + n
+	lab.Eventually(t, converge, pollEvery, func() error {
+		if got := f.Received(); got < target {
+			return fmt.Errorf("flow carried %d datagrams, waiting for %d", got, target)
+		}
+		return nil
+	})
+}
+
+// peerState waits until node's evpnd reports peer in state (or, with
+// not, in any other state).
+func peerState(t *testing.T, c evpndv1.EvpndServiceClient, peer string, want evpndv1.PeerState, not bool) {
+	t.Helper()
+	ctx := apiCtx(t)
+	lab.Eventually(t, 2*converge, pollEvery, func() error {
+		resp, err := c.ListPeers(ctx, &evpndv1.ListPeersRequest{})
+		if err != nil {
+			return err
+		}
+		for _, p := range resp.GetPeers() {
+			if p.GetAddress() == peer && (p.GetState() == want) != not {
+				return nil
+			}
+		}
+		return fmt.Errorf("peer %s: want state %v (not=%v): %v", peer, want, not, resp.GetPeers())
+	})
+}
+
+// TestPrivilegedFaultsTwoReflectors runs a flow from vm1 to vm2 while the
+// fabric around it fails: one route reflector stopped cleanly, then the
+// other killed outright, each brought back; the hosts lose no packet,
+// since every route is also held through the other reflector. Then
+// host1's underlay link goes down and up: the flow resumes and host2
+// never drops vm1's MAC.
+func TestPrivilegedFaultsTwoReflectors(t *testing.T) {
+	requireLab(t)
+	if _, err := os.Stat(filepath.Join("..", "bin", "evpnd")); err != nil {
+		t.Skip("bin/evpnd is missing: run make build")
+	}
+	l := lab.Up(t, "topologies/faults.clab.yml", lab.Options{})
+	c1 := dialAPI(t, l, "host1")
+	vm2 := netip.MustParseAddr("172.31.1.2")
+	for _, rr := range []string{"10.0.0.253", "10.0.0.254"} {
+		peerState(t, c1, rr, evpndv1.PeerState_PEER_STATE_ESTABLISHED, false)
+	}
+	lab.Eventually(t, converge, pollEvery, func() error {
+		return lab.TCPExchange(t, l.NS("vm1"), l.NS("vm2"), vm2, 7401)
+	})
+	mac1 := strings.TrimSpace(string(must(l.Exec("vm1", "cat", "/sys/class/net/eth1/address"))))
+	host2 := l.TenantNS("host2", "blue")
+	lab.Eventually(t, converge, pollEvery, func() error { return remoteFDB(host2, mac1) })
+
+	// A flow across everything, besides the ones per failure below.
+	whole := startFlow(t, l.NS("vm1"), l.NS("vm2"), vm2, 7409, 2*time.Millisecond)
+	for i, step := range []struct {
+		rr, addr string
+		stop     func(string) error
+	}{
+		{"rr1", "10.0.0.253", l.StopDaemons}, // clean: NOTIFICATION, routes withdrawn at once
+		{"rr2", "10.0.0.254", l.KillDaemons}, // crash: found by the hold timer
+	} {
+		// One flow across the failure, one across the recovery.
+		f := startFlow(t, l.NS("vm1"), l.NS("vm2"), vm2, uint16(7410+2*i), 2*time.Millisecond)
+		f.waitFor(t, 200)
+		if err := step.stop(step.rr); err != nil {
+			t.Fatal(err)
+		}
+		peerState(t, c1, step.addr, evpndv1.PeerState_PEER_STATE_ESTABLISHED, true)
+		f.waitFor(t, 200)
+		if err := remoteFDB(host2, mac1); err != nil {
+			t.Fatalf("with %s down: %v", step.rr, err)
+		}
+		if lost := f.Lost(t); lost != 0 {
+			t.Errorf("%s failing: the flow lost %d of %d datagrams", step.rr, lost, f.sent.Load())
+		}
+		f = startFlow(t, l.NS("vm1"), l.NS("vm2"), vm2, uint16(7411+2*i), 2*time.Millisecond)
+		f.waitFor(t, 200)
+		if err := l.StartDaemons(step.rr); err != nil {
+			t.Fatal(err)
+		}
+		peerState(t, c1, step.addr, evpndv1.PeerState_PEER_STATE_ESTABLISHED, false)
+		f.waitFor(t, 200)
+		if lost := f.Lost(t); lost != 0 {
+			t.Errorf("%s coming back: the flow lost %d of %d datagrams", step.rr, lost, f.sent.Load())
+		}
+	}
+
+	if lost := whole.Lost(t); lost != 0 {
+		t.Errorf("across both failures and recoveries the flow lost %d of %d datagrams", lost, whole.sent.Load())
+	}
+
+	// The underlay link of host1 goes down for a moment (shorter than the
+	// hold time): packets sent meanwhile are lost, nothing else is.
+	must(l.Exec("host1", "ip", "link", "set", "eth1", "down"))
+	if err := remoteFDB(host2, mac1); err != nil {
+		t.Fatalf("with host1's underlay down: %v", err)
+	}
+	must(l.Exec("host1", "ip", "link", "set", "eth1", "up"))
+	lab.Eventually(t, converge, pollEvery, func() error {
+		return lab.TCPExchange(t, l.NS("vm1"), l.NS("vm2"), vm2, 7403)
+	})
+	if err := remoteFDB(host2, mac1); err != nil {
+		t.Fatalf("after host1's underlay came back: %v", err)
+	}
+	after := startFlow(t, l.NS("vm1"), l.NS("vm2"), vm2, 7404, 2*time.Millisecond)
+	after.waitFor(t, 200)
+	if lost := after.Lost(t); lost != 0 {
+		t.Fatalf("after the underlay came back the flow lost %d of %d datagrams", lost, after.sent.Load())
+	}
+}
