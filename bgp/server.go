@@ -24,9 +24,11 @@ import (
 const connectRetry = 5
 
 // Convergence without End-of-RIB: GoBGP sends End-of-RIB only to peers
-// that negotiated graceful restart, so a peer also counts as converged once
-// it is established and the route stream has been quiet for convergeQuiet.
-// After convergeDeadline the daemon reconciles with whatever it has.
+// that negotiated graceful restart, so a peer that did not negotiate it
+// also counts as converged once it is established and the route stream has
+// been quiet for convergeQuiet. A peer that negotiated it is waited for:
+// its End-of-RIB is promised. After convergeDeadline the daemon reconciles
+// with whatever it has.
 const (
 	convergeQuiet    = 2 * time.Second
 	convergeDeadline = 90 * time.Second
@@ -50,13 +52,21 @@ type Server struct {
 	stopWatch context.CancelFunc
 	done      chan struct{}
 
-	mu        sync.Mutex
-	peers     map[netip.Addr]PeerConfig
-	eor       map[netip.Addr]bool
-	up        map[netip.Addr]time.Time // established since
+	mu    sync.Mutex
+	peers map[netip.Addr]PeerConfig
+	eor   map[netip.Addr]bool
+	up    map[netip.Addr]time.Time // established since
+	// promised holds, per established peer, whether its session
+	// negotiated graceful restart for l2vpn-evpn, so its End-of-RIB will
+	// come: such a peer is waited for, never judged by the quiet rule.
+	promised  map[netip.Addr]bool
 	lastRoute time.Time
 	started   time.Time
 	converged chan struct{}
+	// restarting is set when Start found a marker of a previous run that
+	// ended without withdrawing its routes; peers added by Start are then
+	// told this speaker restarted.
+	restarting bool
 
 	received  atomic.Uint64 // EVPN paths delivered on Events
 	malformed atomic.Uint64 // paths GoBGP accepted that evpn could not decode
@@ -220,6 +230,7 @@ func New(log *slog.Logger) *Server {
 		peers:     map[netip.Addr]PeerConfig{},
 		eor:       map[netip.Addr]bool{},
 		up:        map[netip.Addr]time.Time{},
+		promised:  map[netip.Addr]bool{},
 		converged: make(chan struct{}),
 		feed:      newPeerFeed(),
 	}
@@ -231,6 +242,7 @@ func (s *Server) Start(ctx context.Context, cfg Config) error {
 		return errors.New("bgp: next hop (vtep address) is not set")
 	}
 	s.cfg = cfg
+	s.restarting = s.takeRestartMarker()
 	s.bgp = server.NewBgpServer(server.LoggerOption(&slogAdapter{log: s.log.With("component", "gobgp")}))
 	go s.bgp.Serve()
 
@@ -408,6 +420,7 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 			} else {
 				delete(s.eor, addr)
 				delete(s.up, addr)
+				delete(s.promised, addr)
 			}
 			s.mu.Unlock()
 			if addr.IsValid() {
@@ -443,8 +456,14 @@ func (s *Server) watchConvergence() {
 		case <-s.done:
 			return
 		case now := <-t.C:
+			s.learnPromises()
 			s.mu.Lock()
 			done, why := s.convergedLocked(now)
+			if done {
+				// Peers added from now on (a reload) meet a speaker that
+				// has its routes: no restart to announce.
+				s.restarting = false
+			}
 			s.mu.Unlock()
 			if done {
 				s.log.Info("bgp converged", "reason", why)
@@ -465,11 +484,61 @@ func (s *Server) convergedLocked(now time.Time) (bool, string) {
 			continue
 		}
 		since, up := s.up[a]
-		if !up || !quiet || now.Sub(since) < convergeQuiet {
+		if !up {
+			return false, ""
+		}
+		if promised, known := s.promised[a]; !known || promised {
+			return false, ""
+		}
+		if !quiet || now.Sub(since) < convergeQuiet {
 			return false, ""
 		}
 	}
 	return true, "every peer sent its routes"
+}
+
+// learnPromises finds out, for each established peer not yet known,
+// whether it negotiated graceful restart for l2vpn-evpn. GoBGP's peer
+// events do not say; ListPeer does, once the OPENs are exchanged.
+func (s *Server) learnPromises() {
+	s.mu.Lock()
+	var ask []netip.Addr
+	for a := range s.up {
+		if _, known := s.promised[a]; !known && !s.eor[a] {
+			ask = append(ask, a)
+		}
+	}
+	s.mu.Unlock()
+	for _, a := range ask {
+		promised, ok := s.promisesEOR(a)
+		if !ok {
+			continue
+		}
+		s.mu.Lock()
+		if _, up := s.up[a]; up {
+			s.promised[a] = promised
+		}
+		s.mu.Unlock()
+	}
+}
+
+// promisesEOR reports whether peer a's session negotiated graceful
+// restart for l2vpn-evpn; ok is false when GoBGP could not say.
+func (s *Server) promisesEOR(a netip.Addr) (promised, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), convergeQuiet)
+	defer cancel()
+	err := s.bgp.ListPeer(ctx, &api.ListPeerRequest{Address: a.String()}, func(p *api.Peer) {
+		if p.GetState().GetSessionState() != api.PeerState_ESTABLISHED {
+			return
+		}
+		ok = true
+		for _, af := range p.GetAfiSafis() {
+			if isEVPN(af.GetConfig().GetFamily()) {
+				promised = af.GetMpGracefulRestart().GetState().GetReceived()
+			}
+		}
+	})
+	return promised, ok && err == nil
 }
 
 // deliver hands queued routes on, coalescing whatever arrived meanwhile
@@ -537,7 +606,10 @@ func (s *Server) SetPeers(ctx context.Context, peers []PeerConfig) error {
 		switch {
 		case !ok:
 			s.feed.configure(p, true)
-			if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)}); err != nil {
+			s.mu.Lock()
+			restarting := s.restarting
+			s.mu.Unlock()
+			if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeerRestarting(p, restarting)}); err != nil {
 				errs = append(errs, fmt.Errorf("peer %s: add: %w", a, err))
 				continue
 			}
@@ -559,7 +631,11 @@ func (s *Server) SetPeers(ctx context.Context, peers []PeerConfig) error {
 	return errors.Join(errs...)
 }
 
-func (s *Server) apiPeer(p PeerConfig) *api.Peer {
+func (s *Server) apiPeer(p PeerConfig) *api.Peer { return s.apiPeerRestarting(p, false) }
+
+// apiPeerRestarting is apiPeer for a peer added while this speaker
+// restarts (RFC 4724 s4.1).
+func (s *Server) apiPeerRestarting(p PeerConfig, restarting bool) *api.Peer {
 	timers := &api.TimersConfig{ConnectRetry: connectRetry}
 	if p.HoldTime > 0 {
 		timers.HoldTime = uint64(p.HoldTime / time.Second)
@@ -580,6 +656,7 @@ func (s *Server) apiPeer(p PeerConfig) *api.Peer {
 			break
 		}
 	}
+	gr := s.cfg.GracefulRestart
 	return &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
@@ -587,16 +664,17 @@ func (s *Server) apiPeer(p PeerConfig) *api.Peer {
 			AuthPassword:    p.Password,
 			Description:     p.Description,
 		},
-		Timers:      &api.Timers{Config: timers},
-		Transport:   tr,
-		TtlSecurity: ttlSecurity(p.TTLSecurity),
+		Timers:          &api.Timers{Config: timers},
+		Transport:       tr,
+		TtlSecurity:     ttlSecurity(p.TTLSecurity),
+		GracefulRestart: apiGracefulRestart(gr, restarting),
 		// Unicast carries the public addresses of tenants' uplinks; a
 		// peer that does not support a family just leaves it out of the
 		// session.
 		AfiSafis: []*api.AfiSafi{
-			{Config: &api.AfiSafiConfig{Family: evpnFamily, Enabled: true}},
-			{Config: &api.AfiSafiConfig{Family: ipv4Family, Enabled: true}},
-			{Config: &api.AfiSafiConfig{Family: ipv6Family, Enabled: true}},
+			{Config: &api.AfiSafiConfig{Family: evpnFamily, Enabled: true}, MpGracefulRestart: mpGracefulRestart(gr)},
+			{Config: &api.AfiSafiConfig{Family: ipv4Family, Enabled: true}, MpGracefulRestart: mpGracefulRestart(gr)},
+			{Config: &api.AfiSafiConfig{Family: ipv6Family, Enabled: true}, MpGracefulRestart: mpGracefulRestart(gr)},
 		},
 	}
 }
@@ -693,11 +771,23 @@ func (s *Server) Routes(ctx context.Context) ([]evpn.Route, error) {
 func (s *Server) Received() uint64 { return s.received.Load() }
 
 // Stop ends the watch first (GoBGP's watch goroutine must not outlive the
-// server), then the sessions and the server.
+// server), then the sessions, with a NOTIFICATION (Cease) to every peer so
+// they withdraw this host's routes at once, and the server.
 func (s *Server) Stop() {
 	if s.bgp == nil {
 		return
 	}
+	s.endWatch()
+	_ = s.bgp.StopBgp(context.Background(), &api.StopBgpRequest{})
+	s.bgp.Stop()
+	if g := s.cfg.GracefulRestart; g.Enabled && g.StateDir != "" {
+		if err := removeRestartMarker(g.StateDir); err != nil {
+			s.log.Warn("bgp: the next start will claim a graceful restart", "err", err)
+		}
+	}
+}
+
+func (s *Server) endWatch() {
 	if s.stopWatch != nil {
 		s.stopWatch()
 	}
@@ -706,8 +796,6 @@ func (s *Server) Stop() {
 	default:
 		close(s.done)
 	}
-	_ = s.bgp.StopBgp(context.Background(), &api.StopBgpRequest{})
-	s.bgp.Stop()
 }
 
 func sessionState(st api.PeerState_SessionState) string {

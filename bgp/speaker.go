@@ -34,6 +34,8 @@ type Config struct {
 	ListenAddresses []netip.Addr
 	ListenPort      int32 // -1: do not listen
 	Peers           []PeerConfig
+	// GracefulRestart is RFC 4724 for every peer; the zero value is off.
+	GracefulRestart GracefulRestart
 }
 
 // Peer is the state of one neighbour.
@@ -83,5 +85,11 @@ type Speaker interface {
 	// Converged is closed once every configured peer has sent End-of-RIB
 	// for l2vpn-evpn; the daemon then prunes stale kernel state.
 	Converged() <-chan struct{}
+	// Stop ends every session with a NOTIFICATION: peers withdraw this
+	// host's routes.
 	Stop()
+	// StopForRestart ends the speaker so that peers that negotiated
+	// graceful restart keep its routes until it is back; the process must
+	// exit soon after.
+	StopForRestart()
 }

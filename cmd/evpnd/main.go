@@ -4,6 +4,12 @@
 //
 // It owns flags, configuration loading, wiring, signals and exit codes:
 // 0 clean stop, 1 runtime failure, 2 bad configuration or usage.
+//
+// SIGTERM and SIGINT stop evpnd cleanly: its BGP sessions end with a
+// NOTIFICATION and peers withdraw its routes. SIGUSR1 stops it for a
+// restart: the sessions end without one, so peers that negotiated
+// graceful restart keep its routes until it is back (systemctl kill
+// -s SIGUSR1 evpnd, then start it again). Kernel state stays either way.
 package main
 
 import (
@@ -30,9 +36,23 @@ import (
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	// Caught from the start: SIGUSR1's default action would kill evpnd
+	// with its sessions, which is a restart too, but not a tidy one.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
+	go func() { cancel(stopCause(<-sigs)) }()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// stopCause is why a signal stops evpnd, as the daemon reads it from the
+// context.
+func stopCause(sig os.Signal) error {
+	if sig == syscall.SIGUSR1 {
+		return daemon.ErrRestart
+	}
+	return context.Canceled
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -44,9 +44,18 @@ type File struct {
 	Metrics     MetricsFile `mapstructure:"metrics"`
 	StateDir    string      `mapstructure:"state-dir"`
 	// RepairInterval is in seconds; 0 turns drift repair off.
-	RepairInterval int     `mapstructure:"repair-interval"`
-	DupDetection   DupFile `mapstructure:"mac-duplicate-detection"`
-	Log            LogFile `mapstructure:"log"`
+	RepairInterval  int     `mapstructure:"repair-interval"`
+	DupDetection    DupFile `mapstructure:"mac-duplicate-detection"`
+	Log             LogFile `mapstructure:"log"`
+	GracefulRestart GRFile  `mapstructure:"graceful-restart"`
+}
+
+// GRFile is graceful-restart (RFC 4724), for every peer: restart-time is
+// how many seconds peers keep this host's routes after its session ends
+// without a NOTIFICATION (a restart signal, a crash).
+type GRFile struct {
+	Enabled     bool `mapstructure:"enabled"`
+	RestartTime int  `mapstructure:"restart-time"`
 }
 
 // BGPFile is the bgp section.
@@ -304,6 +313,8 @@ func Read(path string, fs *pflag.FlagSet) (File, error) {
 	v.SetDefault("repair-interval", DefaultRepairInterval)
 	v.SetDefault("mac-duplicate-detection.max-moves", evpn.DefaultDupMaxMoves)
 	v.SetDefault("mac-duplicate-detection.window", int(evpn.DefaultDupWindow/time.Second))
+	v.SetDefault("graceful-restart.enabled", true)
+	v.SetDefault("graceful-restart.restart-time", int(bgp.DefaultRestartTime/time.Second))
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 	source := SourceName(path)

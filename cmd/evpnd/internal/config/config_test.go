@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -443,5 +444,44 @@ peers:
 	}
 	if t.Failed() {
 		t.Log(err)
+	}
+}
+
+// TestLoadRuntimeDefaults checks the defaults of the run-time features:
+// graceful restart on (120 s), drift repair every 30 s, duplicate MAC
+// detection at 5 moves in 180 s; and their range checks.
+func TestLoadRuntimeDefaults(t *testing.T) {
+	dir := t.TempDir()
+	base := "router-id: 10.0.0.9\nasn: 65009\nvtep-address: 10.0.0.9\n"
+	p := filepath.Join(dir, "min.yaml")
+	if err := os.WriteFile(p, []byte(base), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.BGP.GracefulRestart.Enabled || cfg.BGP.GracefulRestart.RestartTime != 120*time.Second ||
+		cfg.RepairInterval != 30*time.Second || cfg.DupMaxMoves != 5 || cfg.DupWindow != 180*time.Second ||
+		cfg.MetricsListen != DefaultMetricsListen {
+		t.Errorf("run-time defaults: gr %+v repair %v dup %d/%v metrics %q", cfg.BGP.GracefulRestart,
+			cfg.RepairInterval, cfg.DupMaxMoves, cfg.DupWindow, cfg.MetricsListen)
+	}
+	off := base + "graceful-restart: {enabled: false}\nrepair-interval: 0\nmac-duplicate-detection: {max-moves: 0}\n"
+	if err := os.WriteFile(p, []byte(off), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = Load(p, nil); err != nil || cfg.BGP.GracefulRestart.Enabled || cfg.RepairInterval != 0 || cfg.DupMaxMoves != 0 {
+		t.Errorf("everything off: %v, %+v", err, cfg)
+	}
+	bad := base + "graceful-restart: {restart-time: 5000}\nrepair-interval: -1\nmac-duplicate-detection: {max-moves: 5, window: 0}\n"
+	if err := os.WriteFile(p, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(p, nil)
+	for _, want := range []string{"graceful-restart.restart-time: 5000", "repair-interval: -1", "mac-duplicate-detection.window: 0"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("bad run-time settings: %v; want a problem %q", err, want)
+		}
 	}
 }

@@ -290,6 +290,14 @@ func (f File) Validate() (*Config, []string) {
 		bad("state-dir", f.StateDir, "must be an absolute path")
 	}
 	c.StateDir = f.StateDir
+	if rt := f.GracefulRestart.RestartTime; f.GracefulRestart.Enabled && (rt < 1 || rt > 4095) {
+		bad("graceful-restart.restart-time", rt, "is out of range 1..4095 seconds (the capability's 12 bits)")
+	}
+	c.BGP.GracefulRestart = bgp.GracefulRestart{
+		Enabled:     f.GracefulRestart.Enabled,
+		RestartTime: seconds(f.GracefulRestart.RestartTime),
+		StateDir:    f.StateDir,
+	}
 	if f.RepairInterval < 0 || f.RepairInterval > 86400 {
 		bad("repair-interval", f.RepairInterval, "is out of range 0..86400 seconds (0: never repair)")
 	}

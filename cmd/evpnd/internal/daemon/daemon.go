@@ -153,6 +153,10 @@ func (d *Daemon) validate(f config.File, api config.APIObjects) (config.File, co
 	return merged, place, cfg, nil
 }
 
+// ErrRestart, as the cause of Run's context, stops evpnd for a restart:
+// BGP peers keep its routes (graceful restart) instead of withdrawing them.
+var ErrRestart = errors.New("stopping for a restart")
+
 // Run brings the datapath to the configuration, starts BGP and the API,
 // and runs the event loop until ctx ends. Kernel objects outlive Run, so a
 // restart does not interrupt traffic.
@@ -167,7 +171,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.speaker.Start(ctx, cfg.BGP); err != nil {
 		return err
 	}
-	defer d.speaker.Stop()
+	defer func() {
+		// A stop for a restart leaves peers holding this host's routes;
+		// any other end of Run withdraws them.
+		if errors.Is(context.Cause(ctx), ErrRestart) {
+			d.speaker.StopForRestart()
+			return
+		}
+		d.speaker.Stop()
+	}()
 	d.reannounce(ctx, nil, d.originated(cfg))
 	d.reconcilePolicies(ctx, &config.Config{}, cfg)
 
@@ -267,7 +279,7 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 	for {
 		select {
 		case <-ctx.Done():
-			d.log.Info("evpnd stopping; kernel state stays in place")
+			d.log.Info("evpnd stopping; kernel state stays in place", "restart", errors.Is(context.Cause(ctx), ErrRestart))
 			return nil
 		case r := <-d.requests:
 			r.run(ctx)

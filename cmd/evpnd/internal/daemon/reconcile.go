@@ -188,6 +188,7 @@ func restartOnly(old, cfg *config.Config) []string {
 	check("router-mac", old.RouterMAC.String(), cfg.RouterMAC.String())
 	check("bgp.listen-addresses", old.BGP.ListenAddresses, cfg.BGP.ListenAddresses)
 	check("bgp.listen-port", old.BGP.ListenPort, cfg.BGP.ListenPort)
+	check("graceful-restart", old.BGP.GracefulRestart, cfg.BGP.GracefulRestart)
 	check("api.listen", old.APIListen, cfg.APIListen)
 	check("api.tls", old.APITLS, cfg.APITLS)
 	check("metrics.listen", old.MetricsListen, cfg.MetricsListen)

@@ -1,0 +1,476 @@
+package integration
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/evpnd/evpnd/integration/lab"
+)
+
+// grMACs is how many MACs host2 holds behind vm2 while host1 restarts.
+const grMACs = 10000
+
+// TestPrivilegedGracefulRestart restarts host1's evpnd twice, once with
+// the restart signal (SIGUSR1) and once with kill -9, while host2 holds
+// grMACs MACs and vm1 sends a numbered UDP flow to vm2. Each time: no
+// packet of the flow is lost; the route reflector keeps host1's routes,
+// marked stale, until host1 is back; host2 keeps vm1's MAC throughout; and
+// once host1 has sent End-of-RIB, what it no longer has (a MAC that left
+// host1 while it was down) is swept on the RR and on host2, and what host2
+// withdrew meanwhile is swept from host1's kernel, nothing else. Then a
+// plain SIGTERM makes the RR withdraw host1's routes at once.
+func TestPrivilegedGracefulRestart(t *testing.T) {
+	requireLab(t)
+	if _, err := os.Stat(filepath.Join("..", "bin", "evpnd")); err != nil {
+		t.Skip("bin/evpnd is missing: run make build")
+	}
+	l := lab.Up(t, "topologies/gr.clab.yml", lab.Options{})
+	vm2 := netip.MustParseAddr("172.31.1.2")
+	lab.Eventually(t, converge, pollEvery, func() error {
+		return lab.TCPExchange(t, l.NS("vm1"), l.NS("vm2"), vm2, 7101)
+	})
+	// FRR counts a family for graceful restart only if it is one of its
+	// NSF families; FRR 8.4's end at SAFI_MPLS_VPN, so it is a helper for
+	// nothing evpnd carries and drops host1's routes with the session.
+	lab.Eventually(t, converge, pollEvery, func() error {
+		out, err := l.Vtysh("rr", "show bgp neighbors 10.0.0.1")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(out), "Graceful Restart Capability: advertised and received") {
+			return errors.New("rr and host1 have not negotiated graceful restart")
+		}
+		if !strings.Contains(string(out), "Remote GR Mode: Restart") {
+			ver, _ := l.Vtysh("rr", "show version")
+			t.Skipf("the RR's FRR negotiates graceful restart but keeps no l2vpn-evpn routes for a restarting peer "+
+				"(Remote GR Mode is not Restart: EVPN is not among its NSF families); needs an FRR with EVPN graceful restart. %s",
+				strings.SplitN(string(ver), "\n", 2)[0])
+		}
+		return nil
+	})
+	tenant1, tenant2 := l.TenantNS("host1", "blue"), l.TenantNS("host2", "blue")
+	mac1 := strings.TrimSpace(string(must(l.Exec("vm1", "cat", "/sys/class/net/eth1/address"))))
+
+	// host2 learns grMACs MACs from vm2 and advertises them; host1
+	// installs them.
+	if err := sendFromMACs(l.NS("vm2"), "eth1", 0x47, grMACs); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 3*converge, time.Second, func() error {
+		return wantRemote(tenant1, "02:5a:47:", grMACs)
+	})
+	// host1 still has vm1's MAC and host2 has it from host1.
+	vm1At2 := func() error { return wantRemoteMAC(tenant2, mac1) }
+	lab.Eventually(t, converge, pollEvery, vm1At2)
+
+	for i, mode := range []struct {
+		name string
+		stop func() error
+	}{
+		{"SIGUSR1", func() error { return signalAndWait(l, "host1", syscall.SIGUSR1) }},
+		{"kill -9", func() error { return l.KillDaemons("host1") }},
+	} {
+		t.Logf("restart %d: %s", i+1, mode.name)
+		// Keep host2's MACs from ageing out over a long run; refreshing
+		// changes nothing in evpnd.
+		if err := sendFromMACs(l.NS("vm2"), "eth1", 0x47, grMACs); err != nil {
+			t.Fatal(err)
+		}
+		// A MAC that will leave host1 while its evpnd is down.
+		leaver := byte(0x60 + i)
+		leaverMAC := fmt.Sprintf("02:5a:%02x:00:00:00", leaver)
+		if err := sendFromMACs(l.NS("vm1"), "eth1", int(leaver), 1); err != nil {
+			t.Fatal(err)
+		}
+		lab.Eventually(t, converge, pollEvery, func() error { return wantRemoteMAC(tenant2, leaverMAC) })
+		// A MAC host2 will withdraw while host1 is down.
+		gone2 := fmt.Sprintf("02:5a:47:00:00:%02x", i)
+
+		flow, err := startGRFlow(l.NS("vm1"), l.NS("vm2"), vm2, uint16(7200+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopFlow := sync.OnceValues(flow.stop)
+		t.Cleanup(func() { stopFlow() })
+		lab.Eventually(t, converge, pollEvery, flow.flowing)
+
+		logBefore := readLog(t, l, "host1")
+		if err := mode.stop(); err != nil {
+			t.Fatal(err)
+		}
+		// The RR helps: host1's routes stay, stale.
+		lab.Eventually(t, converge, pollEvery, func() error {
+			rs, err := rrPathsFrom(l, "10.0.0.1")
+			if err != nil {
+				return err
+			}
+			if rs.paths == 0 || rs.stale != rs.paths {
+				return fmt.Errorf("rr holds %d paths from host1, %d stale; want all kept as stale", rs.paths, rs.stale)
+			}
+			return nil
+		})
+		if err := vm1At2(); err != nil {
+			t.Fatalf("host1 down (%s): %v", mode.name, err)
+		}
+		// While host1 is down its leaver goes, and host2 withdraws one of
+		// its MACs.
+		if _, err := lab.ExecNS(tenant1, "bridge", "fdb", "del", leaverMAC, "dev", "tap-vm1", "master"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lab.ExecNS(tenant2, "bridge", "fdb", "del", gone2, "dev", "tap-vm2", "master"); err != nil {
+			t.Fatal(err)
+		}
+		lab.Eventually(t, converge, pollEvery, func() error {
+			if err := wantRemoteMAC(tenant1, gone2); err != nil {
+				return fmt.Errorf("host1's kernel must keep what it had until it is back: %w", err)
+			}
+			rs, err := rrPathsFrom(l, "10.0.0.2")
+			if err != nil {
+				return err
+			}
+			if rs.macs[gone2] {
+				return fmt.Errorf("rr still has %s from host2", gone2)
+			}
+			return nil
+		})
+
+		if err := l.StartDaemons("host1"); err != nil {
+			t.Fatal(err)
+		}
+		// Until host1 has synced: host2 keeps vm1's MAC, host1 keeps every
+		// remote MAC (the withdrawn one too: it has not heard yet).
+		deadline := time.Now().Add(converge)
+		for {
+			if err := vm1At2(); err != nil {
+				t.Fatalf("during restart (%s): %v", mode.name, err)
+			}
+			log := readLog(t, l, "host1")
+			synced := strings.Count(log, "kernel synced with control plane") > strings.Count(logBefore, "kernel synced with control plane")
+			if !synced {
+				if err := wantRemote(tenant1, "02:5a:47:", grMACs); err != nil {
+					t.Fatalf("during restart (%s), before sync: %v", mode.name, err)
+				}
+			} else {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("restarted evpnd (%s) never synced with the control plane", mode.name)
+			}
+			time.Sleep(pollEvery)
+		}
+		log := readLog(t, l, "host1")[len(logBefore):]
+		for _, want := range []string{"bgp graceful restart", `reason="every peer sent its routes"`} {
+			if !strings.Contains(log, want) {
+				t.Errorf("restart (%s): host1's log lacks %q", mode.name, want)
+			}
+		}
+
+		// Fresh again: no stale path from host1 on the RR, the leaver swept
+		// on the RR and on host2, host2's withdrawn MAC swept on host1 and
+		// nothing else.
+		lab.Eventually(t, converge, pollEvery, func() error {
+			rs, err := rrPathsFrom(l, "10.0.0.1")
+			if err != nil {
+				return err
+			}
+			switch {
+			case rs.paths == 0 || rs.stale != 0:
+				return fmt.Errorf("rr holds %d paths from host1, %d stale; want all fresh", rs.paths, rs.stale)
+			case rs.macs[leaverMAC]:
+				return fmt.Errorf("rr still has %s, which left host1 while it was down", leaverMAC)
+			case !rs.macs[strings.ToLower(mac1)]:
+				return fmt.Errorf("rr lacks vm1's MAC %s from host1", mac1)
+			}
+			if err := wantRemoteMAC(tenant2, leaverMAC); err == nil {
+				return fmt.Errorf("host2 still has %s", leaverMAC)
+			}
+			if err := wantRemoteMAC(tenant1, gone2); err == nil {
+				return fmt.Errorf("host1 still has %s, which host2 withdrew", gone2)
+			}
+			return wantRemote(tenant1, "02:5a:47:", grMACs-i-1)
+		})
+		if err := vm1At2(); err != nil {
+			t.Fatal(err)
+		}
+		sent, lost := stopFlow()
+		t.Logf("restart %d (%s): %d packets sent, %d lost", i+1, mode.name, sent.n, lost)
+		if sent.err != nil {
+			t.Fatal(sent.err)
+		}
+		if lost != 0 {
+			t.Errorf("restart (%s): %d of %d packets lost", mode.name, lost, sent.n)
+		}
+	}
+
+	// A plain SIGTERM is a clean stop: the RR withdraws host1's routes at
+	// once, and the next start will not claim a restart.
+	if err := l.StopDaemons("host1"); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, converge, pollEvery, func() error {
+		rs, err := rrPathsFrom(l, "10.0.0.1")
+		if err != nil {
+			return err
+		}
+		if rs.paths != 0 {
+			return fmt.Errorf("rr holds %d paths from host1 (%d stale) after a clean stop", rs.paths, rs.stale)
+		}
+		if err := wantRemoteMAC(tenant2, mac1); err == nil {
+			return fmt.Errorf("host2 still has vm1's MAC %s", mac1)
+		}
+		return nil
+	})
+	if _, err := os.Stat(filepath.Join(l.NodeDir("host1"), "state", "bgp-restarting")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a clean stop left the restart marker (%v)", err)
+	}
+}
+
+// signalAndWait sends sig to node's evpnd and waits until it has exited,
+// then drops it from the lab's records.
+func signalAndWait(l *lab.Lab, node string, sig syscall.Signal) error {
+	pid := 0
+	for _, p := range l.State().Procs {
+		if p.Node == node && p.Name == "evpnd" {
+			pid = p.PID
+		}
+	}
+	if pid == 0 {
+		return fmt.Errorf("node %s runs no evpnd", node)
+	}
+	if err := l.Signal(node, "evpnd", sig); err != nil {
+		return err
+	}
+	err := lab.Poll(converge, 20*time.Millisecond, func() error {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(b), ") Z ") {
+			return nil
+		}
+		return fmt.Errorf("evpnd pid %d still running after %v", pid, sig)
+	})
+	if err != nil {
+		return err
+	}
+	return l.KillDaemons(node) // only the records: the process is gone
+}
+
+// rrPaths summarises the RR's paths from one peer.
+type rrPaths struct {
+	paths, stale int
+	macs         map[string]bool // type-2 MACs, lower case
+}
+
+// rrPathsFrom reads `show bgp l2vpn evpn route json` on the RR, counting
+// the paths learned from peer and those FRR marks stale.
+func rrPathsFrom(l *lab.Lab, peer string) (rrPaths, error) {
+	var top map[string]json.RawMessage
+	if err := l.VtyshJSON("rr", "show bgp l2vpn evpn route json", &top); err != nil {
+		return rrPaths{}, err
+	}
+	out := rrPaths{macs: map[string]bool{}}
+	for _, raw := range top {
+		var rd map[string]json.RawMessage
+		if json.Unmarshal(raw, &rd) != nil {
+			continue // numPrefix and other scalars
+		}
+		for _, praw := range rd {
+			var prefix struct {
+				Paths [][]struct {
+					PeerID string `json:"peerId"`
+					Stale  bool   `json:"stale"`
+					MAC    string `json:"mac"`
+				} `json:"paths"`
+			}
+			if json.Unmarshal(praw, &prefix) != nil {
+				continue
+			}
+			for _, group := range prefix.Paths {
+				for _, p := range group {
+					if p.PeerID != peer {
+						continue
+					}
+					out.paths++
+					if p.Stale {
+						out.stale++
+					}
+					if p.MAC != "" {
+						out.macs[strings.ToLower(p.MAC)] = true
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// wantRemote checks that ns's bridge holds exactly n remote MACs starting
+// with prefix.
+func wantRemote(ns, prefix string, n int) error {
+	fdb, err := lab.FDB(ns, "br100")
+	if err != nil {
+		return err
+	}
+	got := 0
+	for _, e := range fdb {
+		if strings.HasPrefix(strings.ToLower(e.MAC), prefix) && e.ExternLearn() && e.Master != "" {
+			got++
+		}
+	}
+	if got != n {
+		return fmt.Errorf("%s holds %d remote MACs %s*, want %d", ns, got, prefix, n)
+	}
+	return nil
+}
+
+// wantRemoteMAC checks that ns's bridge holds mac as a remote entry.
+func wantRemoteMAC(ns, mac string) error {
+	fdb, err := lab.FDB(ns, "br100")
+	if err != nil {
+		return err
+	}
+	for _, e := range fdb {
+		if strings.EqualFold(e.MAC, mac) && e.ExternLearn() && e.Master != "" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s lacks remote MAC %s", ns, mac)
+}
+
+// grFlowInterval paces the UDP flow: 500 packets a second.
+const grFlowInterval = 2 * time.Millisecond
+
+// grFlow is a numbered UDP stream from one namespace to another; the
+// receiver marks each sequence number it sees.
+type grFlow struct {
+	tx, rx *net.UDPConn
+	quit   chan struct{}
+	sent   chan grFlowResult
+	rxDone chan struct{}
+	mu     sync.Mutex
+	seen   map[uint64]bool
+}
+
+type grFlowResult struct {
+	n   uint64
+	err error
+}
+
+func startGRFlow(fromNS, toNS string, to netip.Addr, port uint16) (*grFlow, error) {
+	f := &grFlow{quit: make(chan struct{}), sent: make(chan grFlowResult, 1), rxDone: make(chan struct{}), seen: map[uint64]bool{}}
+	err := lab.InNS(toNS, func() error {
+		var err error
+		f.rx, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(to, port)))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("flow receiver: %w", err)
+	}
+	err = lab.InNS(fromNS, func() error {
+		var err error
+		f.tx, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(to, port)))
+		return err
+	})
+	if err != nil {
+		f.rx.Close()
+		return nil, fmt.Errorf("flow sender: %w", err)
+	}
+	go func() {
+		defer close(f.rxDone)
+		buf := make([]byte, 64)
+		for {
+			n, err := f.rx.Read(buf)
+			if err != nil {
+				return
+			}
+			if n >= 8 {
+				seq := binary.BigEndian.Uint64(buf)
+				f.mu.Lock()
+				f.seen[seq] = true
+				f.mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		t := time.NewTicker(grFlowInterval)
+		defer t.Stop()
+		msg := make([]byte, 64)
+		var seq uint64
+		for {
+			select {
+			case <-f.quit:
+				f.sent <- grFlowResult{n: seq}
+				return
+			case <-t.C:
+			}
+			binary.BigEndian.PutUint64(msg, seq)
+			if _, err := f.tx.Write(msg); err != nil {
+				// An ICMP error from a path that broke: the packet is lost
+				// but the flow goes on.
+				var errno syscall.Errno
+				if !errors.As(err, &errno) || errno != syscall.ECONNREFUSED {
+					f.sent <- grFlowResult{n: seq, err: fmt.Errorf("send %d: %w", seq, err)}
+					return
+				}
+			}
+			seq++
+		}
+	}()
+	return f, nil
+}
+
+// flowing reports whether the receiver has seen the flow yet: until then
+// vm1 may still be resolving vm2's address.
+func (f *grFlow) flowing() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.seen) == 0 {
+		return errors.New("no packet of the flow arrived yet")
+	}
+	return nil
+}
+
+// stop ends the flow and counts the packets lost after the first one that
+// arrived (those before were sent while vm1 resolved vm2's address).
+func (f *grFlow) stop() (grFlowResult, uint64) {
+	close(f.quit)
+	res := <-f.sent
+	// Packets in flight arrive within the drain time; what has not
+	// arrived by then is lost.
+	_ = lab.Poll(5*time.Second, 50*time.Millisecond, func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if !f.seen[res.n-1] {
+			return errors.New("last packet not seen")
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond)
+	f.tx.Close()
+	f.rx.Close()
+	<-f.rxDone
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	first := res.n
+	for s := range f.seen {
+		first = min(first, s)
+	}
+	var lost uint64
+	for s := first; s < res.n; s++ {
+		if !f.seen[s] {
+			lost++
+		}
+	}
+	return res, lost
+}
