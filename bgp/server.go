@@ -672,11 +672,23 @@ func (s *Server) apiPeerRestarting(p PeerConfig, restarting bool) *api.Peer {
 		// peer that does not support a family just leaves it out of the
 		// session.
 		AfiSafis: []*api.AfiSafi{
-			{Config: &api.AfiSafiConfig{Family: evpnFamily, Enabled: true}, MpGracefulRestart: mpGracefulRestart(gr)},
-			{Config: &api.AfiSafiConfig{Family: ipv4Family, Enabled: true}, MpGracefulRestart: mpGracefulRestart(gr)},
-			{Config: &api.AfiSafiConfig{Family: ipv6Family, Enabled: true}, MpGracefulRestart: mpGracefulRestart(gr)},
+			{Config: &api.AfiSafiConfig{Family: evpnFamily, Enabled: true}, MpGracefulRestart: mpGracefulRestart(gr),
+				PrefixLimits: prefixLimit(evpnFamily, p.MaxPrefixes)},
+			{Config: &api.AfiSafiConfig{Family: ipv4Family, Enabled: true}, MpGracefulRestart: mpGracefulRestart(gr),
+				PrefixLimits: prefixLimit(ipv4Family, p.MaxPrefixes)},
+			{Config: &api.AfiSafiConfig{Family: ipv6Family, Enabled: true}, MpGracefulRestart: mpGracefulRestart(gr),
+				PrefixLimits: prefixLimit(ipv6Family, p.MaxPrefixes)},
 		},
 	}
+}
+
+// prefixLimit is GoBGP's cap on the routes of one family from a peer,
+// warning at 90%; nil when there is no cap.
+func prefixLimit(f *api.Family, max uint32) *api.PrefixLimit {
+	if max == 0 {
+		return nil
+	}
+	return &api.PrefixLimit{Family: f, MaxPrefixes: max, ShutdownThresholdPct: 90}
 }
 
 // ttlSecurity maps a GTSM radius to GoBGP's setting, nil when off.

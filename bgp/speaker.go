@@ -21,6 +21,10 @@ type PeerConfig struct {
 	// with TTL 255 and only those arriving with TTL >= 256-TTLSecurity are
 	// accepted. 0 means off.
 	TTLSecurity uint8
+	// MaxPrefixes caps the routes the peer may send per family (EVPN,
+	// IPv4, IPv6 unicast); one more ends the session with a Cease
+	// (RFC 4486 subcode 1), which the peer may retry. 0 means no cap.
+	MaxPrefixes uint32
 }
 
 // Config is the speaker's global configuration.

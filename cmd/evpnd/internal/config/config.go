@@ -74,6 +74,7 @@ type PeerFile struct {
 	KeepaliveInterval int    `mapstructure:"keepalive-interval"`
 	Description       string `mapstructure:"description"`
 	TTLSecurity       int    `mapstructure:"ttl-security"`
+	MaxPrefixes       int    `mapstructure:"max-prefixes"`
 }
 
 // TenantDef is one entry of tenants.

@@ -485,3 +485,22 @@ func TestLoadRuntimeDefaults(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadMaxPrefixes(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	base := "router-id: 10.0.0.9\nasn: 65009\nvtep-address: 10.0.0.9\npeers:\n  - {address: 10.0.0.254, asn: 65000, max-prefixes: %s}\n"
+	if err := os.WriteFile(p, []byte(fmt.Sprintf(base, "20000")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(p, nil)
+	if err != nil || cfg.BGP.Peers[0].MaxPrefixes != 20000 {
+		t.Fatalf("max-prefixes 20000: %v, %+v", err, cfg)
+	}
+	if err := os.WriteFile(p, []byte(fmt.Sprintf(base, "-1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, nil); err == nil || !strings.Contains(err.Error(), "peers[0].max-prefixes: -1 is out of range") {
+		t.Fatalf("max-prefixes -1: %v", err)
+	}
+}

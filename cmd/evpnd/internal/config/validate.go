@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -118,6 +119,11 @@ func (f File) Validate() (*Config, []string) {
 			bad(path+".ttl-security", n, "is out of range 1..254 hops (0: off)")
 		} else {
 			pc.TTLSecurity = uint8(n)
+		}
+		if n := p.MaxPrefixes; n < 0 || n > math.MaxUint32 {
+			bad(path+".max-prefixes", n, "is out of range 1..4294967295 routes per family (0: no limit)")
+		} else {
+			pc.MaxPrefixes = uint32(n)
 		}
 		c.BGP.Peers = append(c.BGP.Peers, pc)
 	}
