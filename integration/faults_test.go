@@ -242,3 +242,43 @@ func TestPrivilegedFaultsTwoReflectors(t *testing.T) {
 		t.Fatalf("after the underlay came back the flow lost %d of %d datagrams", lost, after.sent.Load())
 	}
 }
+
+// TestPrivilegedFaultsToRRestart restarts the FRR ToR the evpnd leaves
+// peer with over eBGP (FRR 8.4 does no graceful restart for EVPN, so the
+// leaves lose the routes while it is down): once it is back, the sessions
+// come up again, the leaves learn each other's MACs again, and a flow
+// between their workloads runs without loss.
+func TestPrivilegedFaultsToRRestart(t *testing.T) {
+	requireLab(t)
+	if _, err := os.Stat(filepath.Join("..", "bin", "evpnd")); err != nil {
+		t.Skip("bin/evpnd is missing: run make build")
+	}
+	l := lab.Up(t, "topologies/l2-ebgp.clab.yml", lab.Options{})
+	c1 := dialAPI(t, l, "host1")
+	vm2 := netip.MustParseAddr("172.31.1.2")
+	lab.Eventually(t, converge, pollEvery, func() error {
+		return lab.TCPExchange(t, l.NS("vm1"), l.NS("vm2"), vm2, 7501)
+	})
+	resp, err := c1.ListPeers(apiCtx(t), &evpndv1.ListPeersRequest{})
+	if err != nil || len(resp.GetPeers()) != 1 {
+		t.Fatalf("host1 peers: %v, %v; want the ToR alone", resp.GetPeers(), err)
+	}
+	tor := resp.GetPeers()[0].GetAddress()
+
+	if err := l.StopDaemons("tor"); err != nil {
+		t.Fatal(err)
+	}
+	peerState(t, c1, tor, evpndv1.PeerState_PEER_STATE_ESTABLISHED, true)
+	if err := l.StartDaemons("tor"); err != nil {
+		t.Fatal(err)
+	}
+	peerState(t, c1, tor, evpndv1.PeerState_PEER_STATE_ESTABLISHED, false)
+	lab.Eventually(t, converge, pollEvery, func() error {
+		return lab.TCPExchange(t, l.NS("vm1"), l.NS("vm2"), vm2, 7502)
+	})
+	f := startFlow(t, l.NS("vm1"), l.NS("vm2"), vm2, 7503, 2*time.Millisecond)
+	f.waitFor(t, 500)
+	if lost := f.Lost(t); lost != 0 {
+		t.Fatalf("after the ToR came back the flow lost %d of %d datagrams", lost, f.sent.Load())
+	}
+}
