@@ -436,6 +436,26 @@ func (lr *learner) remoteTakeover(u netlink.NeighUpdate) (macKey, bool) {
 	return k, known && old.port != n.LinkIndex
 }
 
+// remoteIPTakeover reports a neighbor entry evpnd installed (extern_learn)
+// for an address the learner holds as local.
+func (lr *learner) remoteIPTakeover(u netlink.NeighUpdate) (ipKey, bool) {
+	n := u.Neigh
+	if u.Type != unix.RTM_NEWNEIGH || (n.Family != unix.AF_INET && n.Family != unix.AF_INET6) || n.Flags&unix.NTF_EXT_LEARNED == 0 {
+		return ipKey{}, false
+	}
+	ip, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return ipKey{}, false
+	}
+	vni, ok := lr.segmentBridge(n.LinkIndex)
+	if !ok {
+		return ipKey{}, false
+	}
+	k := ipKey{vni: vni, ip: ip.Unmap()}
+	_, known := lr.ips[k]
+	return k, known
+}
+
 // ipFact classifies an IP neighbor: one on a segment bridge that evpnd did
 // not install, in a usable state, is a local fact.
 func (lr *learner) ipFact(n netlink.Neigh) (ipKey, bool, bool) {
@@ -479,6 +499,23 @@ func (lr *learner) neigh(u netlink.NeighUpdate) {
 			lr.l.localLearned.Add(1)
 		}
 		lr.emit(Learned{Tenant: lr.t.name, VNI: k.vni, MAC: slices.Clone(n.HardwareAddr), Port: port.name})
+		if !known {
+			// A MAC back on a port (after it moved away) brings its
+			// addresses back with it: the consumer forgot them when the
+			// MAC left, and the neighbor entries did not change.
+			for ik, ip := range lr.ips {
+				if ik.vni == k.vni && string(ip.mac) == string(n.HardwareAddr) {
+					lr.emit(Learned{Tenant: lr.t.name, VNI: k.vni, MAC: slices.Clone(ip.mac), IP: ik.ip})
+				}
+			}
+		}
+		return
+	}
+	if k, ok := lr.remoteIPTakeover(u); ok {
+		// evpnd installed the address behind a remote VTEP: it moved
+		// away with its MAC. Forget it now, so that evpnd deleting that
+		// entry later is not taken for the local address going.
+		lr.forgetIP(k, lr.ips[k].mac)
 		return
 	}
 	if k, ok := lr.remoteTakeover(u); ok {

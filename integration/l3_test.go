@@ -473,6 +473,20 @@ func TestPrivilegedL3IRB(t *testing.T) {
 		})
 		t.Logf("mv at host1: highest MAC Mobility sequence number %d", lastSeq)
 
+		// eth1 must really be silent once mv has moved: a frame from mv's
+		// MAC there (IPv6 neighbor discovery, say) is mv showing up on
+		// host1 again, which host1 rightly takes back with a higher
+		// sequence number. Turning IPv6 off sends its last frames now,
+		// before the move.
+		if out, err := lab.ExecNS(mvNS, "sysctl", "-qw", "net.ipv6.conf.eth1.disable_ipv6=1"); err != nil {
+			t.Fatalf("silence eth1: %v: %s", err, out)
+		}
+		// Nor may it answer ARP for mv's address, which Linux does on any
+		// interface by default (host1's gateway asks on its segment).
+		if err := ipCmd("-n", mvNS, "link", "set", "eth1", "arp", "off"); err != nil {
+			t.Fatal(err)
+		}
+
 		// The new port: eth2 in mv with mv's MAC, tap-mv in host2's
 		// namespace, where evpnd picks it up by name. mv's address moves to
 		// eth2; eth1 stays up but silent, so host1 still holds the MAC.
@@ -534,9 +548,15 @@ func TestPrivilegedL3IRB(t *testing.T) {
 		}
 		lab.Eventually(t, moveWithin, pollEvery, reach("a1"))
 		lab.Eventually(t, moveWithin, pollEvery, reach("w2"))
-		lab.Eventually(t, moveWithin, pollEvery, func() error {
-			return viaL3VNI(h1blue, mvIP4, vtep2, "br5000")
-		})
+		if err := lab.Poll(moveWithin, pollEvery, func() error { return viaL3VNI(h1blue, mvIP4, vtep2, "br5000") }); err != nil {
+			for _, c := range [][]string{{"ip", "neigh"}, {"ip", "route"}, {"bridge", "fdb", "show", "br", "br100"}} {
+				out, _ := lab.ExecNS(h1blue, c...)
+				t.Logf("host1 %v:\n%s", c, out)
+			}
+			out, _ := l.Evpnctl("host1", "show", "evpn", "routes", "--mac", mvMAC.String())
+			t.Logf("host1 routes for mv:\n%s", out)
+			t.Fatal(err)
+		}
 		rs, err := mvRoutes(vtep1)
 		if err != nil {
 			t.Fatal(err)
