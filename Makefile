@@ -7,7 +7,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 TOOLS    := $(CURDIR)/bin/tools
 STATICCHECK_VERSION := v0.8.2
 LAB      ?= integration/topologies/l2-evpn.clab.yml
-BENCH_ROUTES ?= 10000,100000
+BENCH_ROUTES ?= 10000,100000,250000
 # Each fuzz target runs this long in make test; `make fuzz FUZZTIME=10m`
 # for a longer hunt.
 FUZZTIME ?= 5s
@@ -57,8 +57,10 @@ lab-up: build
 lab-down:
 	$(GO) run ./integration/cmd/lab down all
 
+# The benchmark suite against FRR (B1-B6); writes docs/benchmarks.md and
+# docs/benchmarks-ingest.png.
 bench: deps build
-	$(GO) run ./integration/cmd/bench -routes $(BENCH_ROUTES)
+	$(GO) run ./integration/cmd/bench -routes $(BENCH_ROUTES) -report docs/benchmarks.md
 
 # Regenerate the gRPC code from api/evpnd/v1/*.proto with the pinned tools
 # (api/tools.mk), installed into bin/tools.

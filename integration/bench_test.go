@@ -29,7 +29,7 @@ func TestBenchInjectorProcess(t *testing.T) {
 // TestPrivilegedBenchSmoke runs `make bench`'s path at 500 routes against
 // both devices under test and checks that every route reached both kernels
 // (convergence.Run fails unless all of them are extern_learn FDB entries on
-// the DUT's bridge). Times are logged, never asserted.
+// the DUT's bridge) and left them again once the injector died (B2). Times are logged, never asserted.
 func TestPrivilegedBenchSmoke(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the benchmark smoke test needs root (network namespaces, veth pairs, FRR daemons); run with sudo")
@@ -55,11 +55,83 @@ func TestPrivilegedBenchSmoke(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Routes != routes || res.PeakRSS == 0 {
-				t.Errorf("result %+v: want %d routes and a peak RSS", res, routes)
+			if res.Routes != routes || res.PeakRSS == 0 || res.WithdrawLeft != 0 {
+				t.Errorf("result %+v: want %d routes, a peak RSS and none left after the withdrawal", res, routes)
 			}
-			t.Logf("%s: %d routes in the kernel FDB %.2f s after the session came up, peak RSS %.0f MB",
-				dut, routes, res.Converge.Seconds(), float64(res.PeakRSS)/(1<<20))
+			t.Logf("%s: %d routes in the kernel FDB %.2f s after the session came up, peak RSS %.0f MB, gone %.2f s after the peer died",
+				dut, routes, res.Converge.Seconds(), float64(res.PeakRSS)/(1<<20), res.Withdraw.Seconds())
+		})
+	}
+}
+
+// benchOptions are the options of the benchmark smoke tests: the test
+// binary is the injector and listener process.
+func benchOptions(t *testing.T) convergence.Options {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the benchmark smoke test needs root (network namespaces, veth pairs, FRR daemons); run with sudo")
+	}
+	if !lab.FRRInstalled() {
+		t.Skip("the benchmark smoke test needs FRR: /usr/lib/frr/bgpd is missing (apt-get install frr)")
+	}
+	opts := convergence.Options{
+		Injector:    []string{os.Args[0], "-test.run=^TestBenchInjectorProcess$"},
+		InjectorEnv: []string{injectorEnv + "=1"},
+		Timeout:     2 * time.Minute,
+		Logf:        t.Logf,
+	}
+	if err := convergence.Check(convergence.Evpnd, opts); err != nil {
+		t.Skipf("the benchmark smoke test needs bin/evpnd: %v", err)
+	}
+	return opts
+}
+
+// TestPrivilegedBenchFabricSmoke runs B3 (local learn) and B4 (MAC move)
+// at a tiny size against both devices under test. RunFabric fails unless
+// every new MAC reached the listener behind the route reflector and every
+// moved MAC ended up pointing at its new host in the third host's FDB.
+func TestPrivilegedBenchFabricSmoke(t *testing.T) {
+	opts := benchOptions(t)
+	fo := convergence.FabricOptions{MACs: 20, Moves: 3}
+	for _, dut := range convergence.DUTs {
+		t.Run(string(dut), func(t *testing.T) {
+			opts := opts
+			opts.Logf = t.Logf
+			res, err := convergence.RunFabric(context.Background(), dut, fo, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Learn.Samples != fo.MACs || res.Move.Samples != fo.Moves {
+				t.Errorf("result %+v: want %d learn and %d move samples", res, fo.MACs, fo.Moves)
+			}
+			t.Logf("%s: learn p50 %s p99 %s; move p50 %s p99 %s", dut, res.Learn.P50, res.Learn.P99, res.Move.P50, res.Move.P99)
+		})
+	}
+}
+
+// TestPrivilegedBenchRestartSmoke runs B6 at 200 routes against both
+// devices under test: every restart must end with the DUT reconciled
+// (all routes back in the FDB) while the flow ran; losses are logged.
+func TestPrivilegedBenchRestartSmoke(t *testing.T) {
+	opts := benchOptions(t)
+	const routes = 200
+	for _, dut := range convergence.DUTs {
+		t.Run(string(dut), func(t *testing.T) {
+			opts := opts
+			opts.Logf = t.Logf
+			res, err := convergence.RunRestart(context.Background(), dut, routes, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Restarts) != len(convergence.RestartModes) {
+				t.Fatalf("result %+v: want one restart per mode", res)
+			}
+			for _, r := range res.Restarts {
+				if r.Sent == 0 {
+					t.Errorf("%s: the flow sent nothing across the restart", r.Mode)
+				}
+				t.Logf("%s %s: reconciled %s after start, %d of %d datagrams lost", dut, r.Mode, r.Reconcile, r.Lost, r.Sent)
+			}
 		})
 	}
 }

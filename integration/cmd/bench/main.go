@@ -1,14 +1,23 @@
-// Command bench is evpnd's day-one benchmark (`make bench`): for each route
-// count it injects that many remote type-2 routes from a BGP peer into a
-// fresh evpnd host and then into a fresh FRR host (zebra + bgpd), measures
-// the seconds until every MAC is in the host's kernel FDB and the peak RSS,
-// and prints both with the evpnd/FRR ratios. Then the policy suite
-// (policybench) measures compile and apply of large and many tenant
-// policies, a one-rule change, and TCP throughput with and without a large
-// policy.
+// Command bench is evpnd's benchmark suite (`make bench`), every figure
+// taken against FRR (zebra + bgpd) in the same run and reported as a
+// ratio:
 //
-//	bench [-suites ingest,policy] [-routes 10000,100000] [-policy-rules 1000,10000]
-//	      [-policy-tenants 1000] [-json FILE] [-keep] [-timeout 5m] [-v]
+//   - ingest: B1, for each route count, that many remote type-2 routes from
+//     a BGP peer into a fresh host until every MAC is in the kernel FDB,
+//     and peak RSS; B2, the peer dies, until none is left.
+//   - learn: B3, new local MACs until their type-2 is at the route
+//     reflector; B4, a MAC moves between hosts until a third host
+//     forwards to the new place.
+//   - restart: B6, the DUT restarts holding routes with a flow through it.
+//   - policy: B5 (policybench), compile and apply of large and many tenant
+//     policies, a one-rule change, TCP throughput with a large policy.
+//
+// With -report it writes the markdown report and its PNG plot.
+//
+//	bench [-suites ingest,learn,restart,policy] [-routes 10000,100000]
+//	      [-learn-macs 1000] [-moves 200] [-restart-routes 100000]
+//	      [-policy-rules 1000,10000] [-policy-tenants 1000]
+//	      [-report docs/benchmarks.md] [-json FILE] [-keep] [-timeout 5m] [-v]
 //
 // It needs root; the ingest suite needs FRR, the policy suite iperf3.
 // `bench inject` is the injector process the benchmark runs inside a lab
@@ -18,6 +27,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,6 +41,7 @@ import (
 
 	"github.com/evpnd/evpnd/integration/cmd/bench/convergence"
 	"github.com/evpnd/evpnd/integration/cmd/bench/policybench"
+	"github.com/evpnd/evpnd/integration/cmd/bench/report"
 	"github.com/evpnd/evpnd/integration/lab"
 )
 
@@ -50,23 +61,7 @@ func main() {
 	}
 }
 
-// Row is one route count: both DUTs and the ratios.
-type Row struct {
-	Routes    int                `json:"routes"`
-	Evpnd     convergence.Result `json:"evpnd"`
-	FRR       convergence.Result `json:"frr"`
-	TimeRatio float64            `json:"time_ratio"` // evpnd seconds / FRR seconds
-	RSSRatio  float64            `json:"rss_ratio"`  // evpnd peak RSS / FRR peak RSS
-}
-
-// Report is what -json writes.
-type Report struct {
-	Machine convergence.Machine `json:"machine"`
-	Rows    []Row               `json:"rows"`
-	Policy  *policybench.Result `json:"policy,omitempty"`
-}
-
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	routesFlag := fs.String("routes", "10000,100000", "comma-separated route counts, one evpnd and one FRR run each")
@@ -74,11 +69,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keep := fs.Bool("keep", false, "keep a failed run's lab up for debugging")
 	timeout := fs.Duration("timeout", 5*time.Minute, "limit for one run (bring-up, injection, convergence, teardown)")
 	verbose := fs.Bool("v", false, "log progress to stderr")
-	suitesFlag := fs.String("suites", "ingest,policy", "comma-separated suites to run: ingest (route ingest vs FRR), policy (policy engine)")
+	suitesFlag := fs.String("suites", "ingest,learn,restart,policy", "comma-separated suites to run: ingest (B1 route ingest, B2 withdrawal), learn (B3 local learn, B4 MAC move), restart (B6), policy (B5 policy engine)")
+	learnMACs := fs.Int("learn-macs", 1000, "B3: new MACs learned one at a time")
+	moves := fs.Int("moves", 200, "B4: MAC moves")
+	restartRoutes := fs.Int("restart-routes", 100000, "B6: remote routes the DUT holds while it restarts")
+	reportPath := fs.String("report", "", "write the markdown report (and <name>-ingest.png next to it) to this file, e.g. docs/benchmarks.md")
 	policyRules := fs.String("policy-rules", "1000,10000", "comma-separated policy sizes of the policy suite (one tenant each)")
 	policyTenants := fs.Int("policy-tenants", 1000, "tenants of the policy suite's many-tenant run")
+	fromJSON := fs.String("from-json", "", "run nothing: write -report from the figures a run saved with -json")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *fromJSON != "" {
+		return rerender(*fromJSON, *reportPath)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -95,6 +98,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *learnMACs < 1 || *moves < 1 || *restartRoutes < 1 {
+		return fmt.Errorf("-learn-macs %d, -moves %d, -restart-routes %d: each must be positive", *learnMACs, *moves, *restartRoutes)
+	}
 	if *policyTenants < 1 {
 		return fmt.Errorf("-policy-tenants: %d is not a positive number", *policyTenants)
 	}
@@ -109,7 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if suites["ingest"] {
+	if suites["ingest"] || suites["learn"] || suites["restart"] {
 		for _, d := range convergence.DUTs {
 			if err := convergence.Check(d, opts); err != nil {
 				return err
@@ -121,35 +127,67 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		} else if len(removed) > 0 {
 			fmt.Fprintf(stderr, "swept dead labs: %s\n", strings.Join(removed, " "))
 		}
-	} else {
+	}
+	if !suites["ingest"] {
 		counts = nil
 	}
 
-	rep := Report{Machine: convergence.DescribeMachine(opts)}
+	rep := report.Data{Machine: convergence.DescribeMachine(opts), Command: commandLine(args), Started: time.Now()}
+	// What was measured is written even when a later benchmark fails:
+	// the figures of a long run are not thrown away.
+	defer func() {
+		if err != nil {
+			rep.Failed = err.Error()
+		}
+		if werr := writeOutputs(rep, *reportPath, *jsonPath, stderr); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}()
 	printMachine(stdout, rep.Machine, suites["ingest"])
 	for _, n := range counts {
-		row := Row{Routes: n}
+		var ev, fr convergence.Result
 		// One DUT at a time: with two cores, running both at once would
 		// measure the contention.
 		for _, d := range convergence.DUTs {
-			fmt.Fprintf(stderr, "bench: %s, %d routes ...\n", d, n)
+			fmt.Fprintf(stderr, "bench: ingest, %s, %d routes ...\n", d, n)
 			res, err := convergence.Run(ctx, d, n, opts)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stderr, "bench: %s, %d routes: %.2f s, %.0f MB\n", d, n, res.Converge.Seconds(), mb(res.PeakRSS))
+			fmt.Fprintf(stderr, "bench: %s, %d routes: %.2f s, %.0f MB; withdrawal %.2f s, %d left\n", d, n, res.Converge.Seconds(), mb(res.PeakRSS), res.Withdraw.Seconds(), res.WithdrawLeft)
 			if d == convergence.Evpnd {
-				row.Evpnd = res
+				ev = res
 			} else {
-				row.FRR = res
+				fr = res
 			}
 		}
-		row.TimeRatio = row.Evpnd.Converge.Seconds() / row.FRR.Converge.Seconds()
-		row.RSSRatio = float64(row.Evpnd.PeakRSS) / float64(row.FRR.PeakRSS)
-		rep.Rows = append(rep.Rows, row)
+		rep.Rows = append(rep.Rows, report.NewRow(n, ev, fr))
 	}
 	if suites["ingest"] {
 		printTable(stdout, rep.Rows)
+	}
+	if suites["learn"] {
+		fo := convergence.FabricOptions{MACs: *learnMACs, Moves: *moves}
+		for _, d := range convergence.DUTs {
+			fmt.Fprintf(stderr, "bench: learn and move, %s, %d macs, %d moves ...\n", d, fo.MACs, fo.Moves)
+			res, err := convergence.RunFabric(ctx, d, fo, opts)
+			if err != nil {
+				return err
+			}
+			rep.Fabric = append(rep.Fabric, res)
+		}
+		printFabric(stdout, rep.Fabric)
+	}
+	if suites["restart"] {
+		for _, d := range convergence.DUTs {
+			fmt.Fprintf(stderr, "bench: restart, %s, %d routes ...\n", d, *restartRoutes)
+			res, err := convergence.RunRestart(ctx, d, *restartRoutes, opts)
+			if err != nil {
+				return err
+			}
+			rep.Restart = append(rep.Restart, res)
+		}
+		printRestart(stdout, rep.Restart)
 	}
 	if suites["policy"] {
 		fmt.Fprintln(stderr, "bench: policy suite ...")
@@ -162,15 +200,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout)
 		}
 		policybench.Print(stdout, res)
-	}
-	if *jsonPath != "" {
-		data, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return fmt.Errorf("encode json: %w", err)
-		}
-		if err := os.WriteFile(*jsonPath, append(data, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write json: %w", err)
-		}
 	}
 	return nil
 }
@@ -194,10 +223,10 @@ func parseSuites(s string) (map[string]bool, error) {
 	suites := map[string]bool{}
 	for i, f := range strings.Split(s, ",") {
 		switch f = strings.TrimSpace(f); f {
-		case "ingest", "policy":
+		case "ingest", "learn", "restart", "policy":
 			suites[f] = true
 		default:
-			return nil, fmt.Errorf("-suites: item %d %q is not ingest or policy", i, f)
+			return nil, fmt.Errorf("-suites: item %d %q is not ingest, learn, restart or policy", i, f)
 		}
 	}
 	return suites, nil
@@ -215,13 +244,80 @@ func printMachine(w io.Writer, m convergence.Machine, ingest bool) {
 	fmt.Fprintf(w, "time: session established -> all MACs extern_learn in the kernel FDB (polled every 100 ms, or the last dump's duration if longer); RSS: peak (VmHWM)\n\n")
 }
 
-func printTable(w io.Writer, rows []Row) {
+func printTable(w io.Writer, rows []report.Row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "routes\tevpnd s\tFRR s\ttime evpnd/FRR\tevpnd RSS MB\tFRR RSS MB\tRSS evpnd/FRR\t")
+	fmt.Fprintln(tw, "routes\tevpnd s\tFRR s\ttime evpnd/FRR\tevpnd RSS MB\tFRR RSS MB\tRSS evpnd/FRR\twithdraw evpnd s\tFRR s\tevpnd/FRR\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.2f\t\n",
+		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t\n",
 			r.Routes, r.Evpnd.Converge.Seconds(), r.FRR.Converge.Seconds(), r.TimeRatio,
-			mb(r.Evpnd.PeakRSS), mb(r.FRR.PeakRSS), r.RSSRatio)
+			mb(r.Evpnd.PeakRSS), mb(r.FRR.PeakRSS), r.RSSRatio,
+			r.Evpnd.Withdraw.Seconds(), r.FRR.Withdraw.Seconds(), r.WithdrawRatio)
 	}
 	tw.Flush()
+}
+
+func printFabric(w io.Writer, rs []convergence.FabricResult) {
+	fmt.Fprintln(w, "\nB3 learn: new MAC on host1 -> type-2 at the route reflector's client; B4 move: frame on host2 -> host3's FDB points at host2")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "dut\tlearn p50 ms\tlearn p99 ms\tmove p50 ms\tmove p99 ms\t")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t\n", r.DUT, msf(r.Learn.P50), msf(r.Learn.P99), msf(r.Move.P50), msf(r.Move.P99))
+	}
+	tw.Flush()
+}
+
+func printRestart(w io.Writer, rs []convergence.RestartResult) {
+	fmt.Fprintln(w, "\nB6 restart: start -> reconciled; datagrams lost of a 1,000/s flow each way")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "dut\troutes\trestart\treconcile s\tlost\tsent\t")
+	for _, r := range rs {
+		for _, x := range r.Restarts {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.2f\t%d\t%d\t\n", r.DUT, r.Routes, x.Mode, x.Reconcile.Seconds(), x.Lost, x.Sent)
+		}
+	}
+	tw.Flush()
+}
+
+func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// commandLine is how to run this benchmark again with the same flags.
+func commandLine(args []string) string {
+	return strings.TrimSpace("go run ./integration/cmd/bench " + strings.Join(args, " "))
+}
+
+// rerender writes the report of a finished run again from its -json file,
+// for a report whose text or plot changed since.
+func rerender(jsonPath, reportPath string) error {
+	if reportPath == "" {
+		return errors.New("-from-json needs -report")
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return fmt.Errorf("read figures: %w", err)
+	}
+	var rep report.Data
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return fmt.Errorf("decode %s: %w", jsonPath, err)
+	}
+	return report.Write(reportPath, rep)
+}
+
+// writeOutputs writes the report and the JSON figures, when asked for.
+func writeOutputs(rep report.Data, reportPath, jsonPath string, stderr io.Writer) error {
+	if reportPath != "" {
+		if err := report.Write(reportPath, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: wrote %s\n", reportPath)
+	}
+	if jsonPath != "" {
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode json: %w", err)
+		}
+		if err := os.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write json: %w", err)
+		}
+	}
+	return nil
 }

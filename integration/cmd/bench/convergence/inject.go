@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,10 +47,26 @@ var (
 
 // injectRequest is the parent's first line to the injector: what to load.
 type injectRequest struct {
+	// Mode is "" for the injector, "listen" for a listener that loads
+	// nothing and reports every type-2 it receives as a "route" event.
+	Mode     string       `json:"mode,omitempty"`
 	RouterID netip.Addr   `json:"router_id"`
 	ASN      uint32       `json:"asn"`
 	Routes   int          `json:"routes"`
 	VTEPs    []netip.Addr `json:"vteps"`
+	// Extra are MAC routes added to the generated ones: real workloads
+	// behind real VTEPs, each with the VTEP's type-3.
+	Extra []extraMAC `json:"extra,omitempty"`
+	// Passive makes the injector wait for the DUT to connect (it listens
+	// on port 179 of RouterID) instead of connecting itself, so that a
+	// restarted DUT reconnects on its own schedule, not the injector's.
+	Passive bool `json:"passive,omitempty"`
+}
+
+// extraMAC is one workload MAC behind a VTEP.
+type extraMAC struct {
+	MAC  net.HardwareAddr `json:"mac"`
+	VTEP netip.Addr       `json:"vtep"`
 }
 
 // peerRequest is the parent's second line: start the session.
@@ -70,6 +87,9 @@ type injectEvent struct {
 	// another process is not).
 	At    int64  `json:"at,omitempty"`
 	Error string `json:"error,omitempty"`
+	// Route (listener): a received type-2, At when the listener got it.
+	MAC  string     `json:"mac,omitempty"`
+	VTEP netip.Addr `json:"vtep,omitzero"`
 }
 
 // injectedMAC is the i-th injected MAC.
@@ -79,9 +99,9 @@ func injectedMAC(i int) net.HardwareAddr {
 
 // benchRoutes builds n type-2 routes spread round-robin over vteps, each
 // VTEP with its own RD <vtep>:100, and one type-3 per VTEP.
-func benchRoutes(n int, asn uint32, vteps []netip.Addr) []evpn.Route {
+func benchRoutes(n int, asn uint32, vteps []netip.Addr, extra []extraMAC) []evpn.Route {
 	segs := make([]evpn.Segment, len(vteps))
-	routes := make([]evpn.Route, 0, n+len(vteps))
+	routes := make([]evpn.Route, 0, n+len(vteps)+2*len(extra))
 	for i, v := range vteps {
 		segs[i] = evpn.NewSegment(v, asn, evpn.PresetFRR, uint16(benchVNI), "bench", "bench", benchVNI, nil, nil)
 		routes = append(routes, segs[i].IMETRoute(v))
@@ -89,6 +109,10 @@ func benchRoutes(n int, asn uint32, vteps []netip.Addr) []evpn.Route {
 	for i := range n {
 		j := i % len(vteps)
 		routes = append(routes, segs[j].MACIPRoute(vteps[j], injectedMAC(i), netip.Addr{}, 0))
+	}
+	for _, e := range extra {
+		seg := evpn.NewSegment(e.VTEP, asn, evpn.PresetFRR, uint16(benchVNI), "bench", "bench", benchVNI, nil, nil)
+		routes = append(routes, seg.IMETRoute(e.VTEP), seg.MACIPRoute(e.VTEP, e.MAC, netip.Addr{}, 0))
 	}
 	return routes
 }
@@ -115,6 +139,9 @@ func inject(in *bufio.Scanner, enc *json.Encoder, log *slog.Logger) error {
 	if err := readLine(in, &req); err != nil {
 		return fmt.Errorf("read load request: %w", err)
 	}
+	if req.Mode == "listen" {
+		return listen(in, enc, log, req)
+	}
 	if req.Routes < 1 || req.Routes > maxRoutes || len(req.VTEPs) == 0 {
 		return fmt.Errorf("load request: %d routes over %d vteps: want 1..%d routes and at least one vtep", req.Routes, len(req.VTEPs), maxRoutes)
 	}
@@ -128,13 +155,13 @@ func inject(in *bufio.Scanner, enc *json.Encoder, log *slog.Logger) error {
 		ASN:             req.ASN,
 		NextHop:         req.RouterID,
 		ListenAddresses: []netip.Addr{req.RouterID},
-		ListenPort:      -1,
+		ListenPort:      listenPort(req.Passive),
 	})
 	if err != nil {
 		return fmt.Errorf("start bgp: %w", err)
 	}
 	defer s.Stop()
-	routes := benchRoutes(req.Routes, req.ASN, req.VTEPs)
+	routes := benchRoutes(req.Routes, req.ASN, req.VTEPs, req.Extra)
 	start := time.Now()
 	if err := s.Advertise(ctx, routes); err != nil {
 		return fmt.Errorf("load %d routes: %w", len(routes), err)
@@ -149,7 +176,14 @@ func inject(in *bufio.Scanner, enc *json.Encoder, log *slog.Logger) error {
 	if err := readLine(in, &pr); err != nil {
 		return fmt.Errorf("read peer request: %w", err)
 	}
-	if err := s.SetPeers(ctx, []bgp.PeerConfig{{Address: pr.Peer, ASN: pr.ASN, Description: "dut"}}); err != nil {
+	peer := bgp.PeerConfig{Address: pr.Peer, ASN: pr.ASN, Description: "dut"}
+	if req.Passive {
+		// The bgp package has no passive peers: the injector's own
+		// attempts go to a closed port and fail at once, and the DUT's
+		// connections to port 179 are the ones that establish.
+		peer.Port = discardPort
+	}
+	if err := s.SetPeers(ctx, []bgp.PeerConfig{peer}); err != nil {
 		return err
 	}
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -168,10 +202,31 @@ func inject(in *bufio.Scanner, enc *json.Encoder, log *slog.Logger) error {
 	if err := enc.Encode(injectEvent{Event: "established", At: at.UnixNano()}); err != nil {
 		return err
 	}
-	// Serve the session until the parent closes stdin.
+	// Serve the session until the parent closes stdin. A line asking for
+	// a reset replaces the peer with a fresh one: GoBGP keeps a peer whose
+	// session just died idle for a while and refuses connections meanwhile,
+	// which would time the injector instead of a restarting DUT.
 	for in.Scan() {
+		var c control
+		if json.Unmarshal(in.Bytes(), &c) != nil || !c.Reset {
+			continue
+		}
+		if err := s.SetPeers(ctx, nil); err != nil {
+			return err
+		}
+		if err := s.SetPeers(ctx, []bgp.PeerConfig{peer}); err != nil {
+			return err
+		}
+		if err := enc.Encode(injectEvent{Event: "reset"}); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// control is a line the parent sends a running injector.
+type control struct {
+	Reset bool `json:"reset"`
 }
 
 func readLine(in *bufio.Scanner, v any) error {
@@ -189,8 +244,9 @@ type injector struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	events chan injectEvent
-	done   chan struct{} // closed when the process has exited
-	err    error         // the exit, valid once done is closed
+	routes chan injectEvent // a listener's route events
+	done   chan struct{}    // closed when the process has exited
+	err    error            // the exit, valid once done is closed
 	log    string
 }
 
@@ -222,12 +278,16 @@ func startInjector(ns string, argv, env []string, logPath string) (*injector, er
 		logf.Close()
 		return nil, fmt.Errorf("start injector %s: %w", filepath.Base(argv[0]), err)
 	}
-	inj := &injector{cmd: cmd, stdin: stdin, events: make(chan injectEvent, 4), done: make(chan struct{}), log: logPath}
+	inj := &injector{cmd: cmd, stdin: stdin, events: make(chan injectEvent, 4), routes: make(chan injectEvent, 1<<16), done: make(chan struct{}), log: logPath}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			var ev injectEvent
 			if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.Event == "" {
+				continue
+			}
+			if ev.Event == "route" {
+				inj.routes <- ev
 				continue
 			}
 			inj.events <- ev
@@ -278,6 +338,110 @@ func (inj *injector) stop() error {
 	case <-time.After(5 * time.Second):
 	}
 	// ip netns exec execs in place, so this is the injector itself.
+	if err := inj.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill injector: %w", err)
+	}
+	<-inj.done
+	return nil
+}
+
+// discardPort is where a passive injector's own connection attempts go:
+// nothing listens there in a lab namespace.
+const discardPort = 9
+
+func listenPort(passive bool) int32 {
+	if passive {
+		return 179
+	}
+	return -1
+}
+
+// listen is the listener process: a GoBGP speaker that peers with the
+// route reflector and reports every type-2 it receives, with the time it
+// got it, so that latencies are taken where the fabric sees the route and
+// not by polling a CLI.
+func listen(in *bufio.Scanner, enc *json.Encoder, log *slog.Logger, req injectRequest) error {
+	var pr peerRequest
+	if err := readLine(in, &pr); err != nil {
+		return fmt.Errorf("read peer request: %w", err)
+	}
+	ctx := context.Background()
+	s := bgp.New(log)
+	err := s.Start(ctx, bgp.Config{
+		RouterID:        req.RouterID,
+		ASN:             req.ASN,
+		NextHop:         req.RouterID,
+		ListenAddresses: []netip.Addr{req.RouterID},
+		ListenPort:      -1,
+		Peers:           []bgp.PeerConfig{{Address: pr.Peer, ASN: pr.ASN, Description: "rr"}},
+	})
+	if err != nil {
+		return fmt.Errorf("start bgp: %w", err)
+	}
+	defer s.Stop()
+	stdinDone := make(chan struct{})
+	go func() {
+		for in.Scan() {
+		}
+		close(stdinDone)
+	}()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var mu sync.Mutex // enc is shared by the route loop and the state loop
+	emit := func(ev injectEvent) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return enc.Encode(ev)
+	}
+	routesDone := make(chan error, 1)
+	go func() {
+		for batch := range s.Events() {
+			at := time.Now().UnixNano()
+			for _, r := range batch {
+				m, ok := r.NLRI.(*evpn.MACIP)
+				if !ok || r.Withdraw {
+					continue
+				}
+				if err := emit(injectEvent{Event: "route", MAC: m.MAC.String(), VTEP: r.NextHop, At: at}); err != nil {
+					routesDone <- err
+					return
+				}
+			}
+		}
+		routesDone <- nil
+	}()
+	established := false
+	for {
+		select {
+		case <-stdinDone:
+			return nil
+		case err := <-routesDone:
+			if err != nil {
+				return err
+			}
+			return errors.New("route stream ended")
+		case <-tick.C:
+			if established {
+				continue
+			}
+			peers, err := s.Peers(ctx)
+			if err != nil {
+				return fmt.Errorf("peer %s: state: %w", pr.Peer, err)
+			}
+			if len(peers) == 1 && peers[0].State == "established" {
+				established = true
+				log.Info("session established", "peer", pr.Peer)
+				if err := emit(injectEvent{Event: "established", At: time.Now().UnixNano()}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// kill ends the injector at once: its BGP session goes down with it, as
+// when a peer dies.
+func (inj *injector) kill() error {
 	if err := inj.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("kill injector: %w", err)
 	}

@@ -21,11 +21,12 @@ type Machine struct {
 	Kernel       string `json:"kernel"`
 	FRRVersion   string `json:"frr_version"`
 	EvpndVersion string `json:"evpnd_version"`
+	GoVersion    string `json:"go_version"` // the toolchain that built the benchmark
 }
 
 // DescribeMachine gathers Machine; what cannot be read is "unknown".
 func DescribeMachine(opts Options) Machine {
-	m := Machine{CPU: "unknown", Cores: runtime.NumCPU(), Kernel: "unknown", FRRVersion: "unknown", EvpndVersion: "unknown"}
+	m := Machine{CPU: "unknown", Cores: runtime.NumCPU(), Kernel: "unknown", FRRVersion: "unknown", EvpndVersion: "unknown", GoVersion: runtime.Version()}
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		if v, ok := procField(data, "model name"); ok {
 			m.CPU = v

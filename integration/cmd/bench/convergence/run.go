@@ -1,12 +1,20 @@
-// Package convergence owns evpnd's day-one benchmark: how long a host takes
-// from a BGP session coming up with N remote type-2 routes until all N MACs
-// are in its kernel FDB, and how much memory it needed, for evpnd and for
-// FRR (zebra + bgpd) on the same machine in the same run. Each run brings
-// up a fresh lab (integration/lab) with an injector, a real GoBGP speaker
-// in its own namespace, peering with the device under test.
+// Package convergence owns evpnd's control-plane benchmarks against FRR
+// (zebra + bgpd), each DUT on the same machine in the same run:
 //
-// integration/cmd/bench prints the comparison; the integration package's
-// smoke test runs the same path with a few hundred routes.
+//   - B1 ingest (Run): from a BGP session coming up with N remote type-2
+//     routes until all N MACs are in the kernel FDB, and peak memory;
+//     B2 withdrawal, in the same run: the peer dies, until none is left.
+//   - B3 local learn and B4 MAC move (RunFabric): three hosts and a
+//     listener behind an FRR route reflector.
+//   - B6 restart (RunRestart): the DUT restarts holding N routes with a
+//     UDP flow through it.
+//
+// Each run brings up a fresh lab (integration/lab) in which the helper
+// process (an injector or a listener, a real GoBGP speaker in its own
+// namespace) peers with the device under test or the route reflector.
+//
+// integration/cmd/bench prints the comparison and writes the report; the
+// integration package's smoke tests run the same paths at tiny sizes.
 package convergence
 
 import (
@@ -73,6 +81,13 @@ type Result struct {
 	// PeakRSS is VmHWM in bytes: evpnd's, or the sum of bgpd's and
 	// zebra's (both do the work in FRR).
 	PeakRSS uint64 `json:"peak_rss_bytes"`
+	// Withdraw (B2) is from the injector being killed, which takes its
+	// session down as a dead peer does, until the first FDB poll that
+	// finds none of the Routes MACs left; same poll resolution.
+	Withdraw time.Duration `json:"withdraw_ns"`
+	// WithdrawLeft is how many MACs were still in the FDB when B2 gave up
+	// after two minutes; Withdraw is then that limit, not a completion.
+	WithdrawLeft int `json:"withdraw_left,omitempty"`
 	// InjectorLoad is how long the injector took to put the routes in its
 	// own RIB, before the session; not part of Converge.
 	InjectorLoad time.Duration `json:"injector_load_ns"`
@@ -229,8 +244,66 @@ func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 	if _, err := counter.count(); err == nil {
 		opts.Logf("lab %s: one fdb poll of the settled table takes %s", l.ID, time.Since(quiet).Round(time.Millisecond))
 	}
-	res.PeakRSS, err = peakRSS(l, dut)
-	return err
+	if res.PeakRSS, err = peakRSS(l, dut); err != nil {
+		return err
+	}
+
+	// B2: the peer goes away; every route it sent must leave the kernel.
+	// A DUT that has not emptied its FDB by withdrawLimit is a result
+	// (WithdrawLeft), not a failed run.
+	wctx, cancel := context.WithTimeoutCause(ctx, withdrawLimit, errWithdrawLimit)
+	defer cancel()
+	gone := time.Now()
+	if err := inj.kill(); err != nil {
+		return err
+	}
+	left := routes
+	err = waitCount(wctx, counter, func(n int) bool { return n == 0 }, func(n int) {
+		left = n
+		opts.Logf("lab %s: %d of %d macs left in the fdb", l.ID, n, routes)
+	})
+	res.Withdraw = time.Since(gone)
+	switch {
+	case errors.Is(context.Cause(wctx), errWithdrawLimit) && ctx.Err() == nil:
+		res.WithdrawLeft = left
+		opts.Logf("lab %s: %d of %d macs still in the fdb %s after the peer died", l.ID, left, routes, res.Withdraw.Round(time.Millisecond))
+		return nil
+	case err != nil:
+		return fmt.Errorf("withdrawal: %w", err)
+	}
+	opts.Logf("lab %s: all %d macs gone from the fdb %s after the peer died", l.ID, routes, res.Withdraw.Round(time.Millisecond))
+	return nil
+}
+
+// withdrawLimit bounds B2; errWithdrawLimit is the cause when it passes.
+const withdrawLimit = 2 * time.Minute
+
+var errWithdrawLimit = errors.New("withdrawal limit")
+
+// waitCount polls c as measure does (a pause of at least pollEvery, or as
+// long as the last dump took) until done accepts the count; progress sees
+// each new count.
+func waitCount(ctx context.Context, c *fdbCounter, done func(int) bool, progress func(int)) error {
+	last := -1
+	for {
+		began := time.Now()
+		n, err := c.count()
+		if err != nil {
+			return err
+		}
+		if n != last {
+			progress(n)
+			last = n
+		}
+		if done(n) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d macs in the fdb of %s: %w", n, c.ns, context.Cause(ctx))
+		case <-time.After(max(pollEvery, time.Since(began))):
+		}
+	}
 }
 
 // waitDUTReady waits until the DUT can take routes at once: its bridge is
