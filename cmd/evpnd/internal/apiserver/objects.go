@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
@@ -74,70 +75,133 @@ func keyRequired(v *violations, field, val string) {
 	}
 }
 
+// createAs is a create of obj, a required field of the request.
+func createAs[T proto.Message](ctx context.Context, s *service, field string, obj T) (T, bool, error) {
+	var zero T
+	if !obj.ProtoReflect().IsValid() {
+		return zero, false, InvalidObject([]FieldViolation{{field, "is required"}})
+	}
+	out, created, err := s.create(ctx, obj)
+	if err != nil {
+		return zero, false, err
+	}
+	return out.(T), created, nil
+}
+
+// updateAs is an update of obj, a required field of the request.
+func updateAs[T proto.Message](ctx context.Context, s *service, field string, obj T) (T, error) {
+	var zero T
+	if !obj.ProtoReflect().IsValid() {
+		return zero, InvalidObject([]FieldViolation{{field, "is required"}})
+	}
+	out, err := s.update(ctx, obj)
+	if err != nil {
+		return zero, err
+	}
+	return out.(T), nil
+}
+
+// getOne finds the object match selects among those rows lists, after
+// checking the request's key fields (field name to value) are set.
+func getOne[T proto.Message](ctx context.Context, s *service, keys [][2]string, rows func(config.APIObjects) []T,
+	match func(T) bool, kind, name string) (T, error) {
+	var zero T
+	var v violations
+	for _, k := range keys {
+		keyRequired(&v, k[0], k[1])
+	}
+	if err := v.err(); err != nil {
+		return zero, err
+	}
+	o, err := s.objects(ctx)
+	if err != nil {
+		return zero, err
+	}
+	list := rows(o)
+	i := slices.IndexFunc(list, match)
+	if i < 0 {
+		return zero, notFound(kind, name, strings.Fields(kind)[0])
+	}
+	return list[i], nil
+}
+
+// listSome lists the objects rows gives that keep selects, ordered by
+// cmp, one page of them.
+func listSome[T proto.Message](ctx context.Context, s *service, req proto.Message, size int32, token string,
+	rows func(config.APIObjects) []T, keep func(T) bool, cmp func(a, b T) int) ([]T, string, error) {
+	var v violations
+	pg := v.page(size, token, req)
+	if err := v.err(); err != nil {
+		return nil, "", err
+	}
+	o, err := s.objects(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	list := slices.DeleteFunc(slices.Clone(rows(o)), func(x T) bool { return keep != nil && !keep(x) })
+	slices.SortStableFunc(list, cmp)
+	list, next := paginate(pg, list)
+	return list, next, nil
+}
+
+// deleteKey deletes the object key names, after checking the request's
+// key fields are set.
+func (s *service) deleteKey(ctx context.Context, keys [][2]string, key proto.Message, gen int64, allowMissing bool) error {
+	var v violations
+	for _, k := range keys {
+		keyRequired(&v, k[0], k[1])
+	}
+	if err := v.err(); err != nil {
+		return err
+	}
+	return s.remove(ctx, key, gen, allowMissing)
+}
+
 // --- tenants
 
+func tenants(o config.APIObjects) []*evpndv1.Tenant   { return o.Tenants }
+func segments(o config.APIObjects) []*evpndv1.Segment { return o.Segments }
+func ports(o config.APIObjects) []*evpndv1.Port       { return o.Ports }
+func policies(o config.APIObjects) []*evpndv1.Policy  { return o.Policies }
+
 func (s *service) CreateTenant(ctx context.Context, req *evpndv1.CreateTenantRequest) (*evpndv1.CreateTenantResponse, error) {
-	if req.GetTenant() == nil {
-		return nil, InvalidObject([]FieldViolation{{"tenant", "is required"}})
-	}
-	out, created, err := s.create(ctx, req.GetTenant())
+	out, created, err := createAs(ctx, s, "tenant", req.GetTenant())
 	if err != nil {
 		return nil, err
 	}
-	return &evpndv1.CreateTenantResponse{Tenant: out.(*evpndv1.Tenant), Created: created}, nil
+	return &evpndv1.CreateTenantResponse{Tenant: out, Created: created}, nil
 }
 
 func (s *service) GetTenant(ctx context.Context, req *evpndv1.GetTenantRequest) (*evpndv1.GetTenantResponse, error) {
-	var v violations
-	keyRequired(&v, "name", req.GetName())
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	o, err := s.objects(ctx)
+	t, err := getOne(ctx, s, [][2]string{{"name", req.GetName()}}, tenants,
+		func(t *evpndv1.Tenant) bool { return t.GetName() == req.GetName() }, "tenant", req.GetName())
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(o.Tenants, func(t *evpndv1.Tenant) bool { return t.GetName() == req.GetName() })
-	if i < 0 {
-		return nil, notFound("tenant", req.GetName(), "tenant")
-	}
-	return &evpndv1.GetTenantResponse{Tenant: o.Tenants[i]}, nil
+	return &evpndv1.GetTenantResponse{Tenant: t}, nil
 }
 
 func (s *service) ListTenants(ctx context.Context, req *evpndv1.ListTenantsRequest) (*evpndv1.ListTenantsResponse, error) {
-	var v violations
-	pg := v.page(req.GetPageSize(), req.GetPageToken(), req)
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	o, err := s.objects(ctx)
+	rows, next, err := listSome(ctx, s, req, req.GetPageSize(), req.GetPageToken(), tenants, nil,
+		func(a, b *evpndv1.Tenant) int { return strings.Compare(a.GetName(), b.GetName()) })
 	if err != nil {
 		return nil, err
 	}
-	rows := slices.Clone(o.Tenants)
-	slices.SortStableFunc(rows, func(a, b *evpndv1.Tenant) int { return strings.Compare(a.GetName(), b.GetName()) })
-	rows, next := paginate(pg, rows)
 	return &evpndv1.ListTenantsResponse{Tenants: rows, NextPageToken: next}, nil
 }
 
 func (s *service) UpdateTenant(ctx context.Context, req *evpndv1.UpdateTenantRequest) (*evpndv1.UpdateTenantResponse, error) {
-	if req.GetTenant() == nil {
-		return nil, InvalidObject([]FieldViolation{{"tenant", "is required"}})
-	}
-	out, err := s.update(ctx, req.GetTenant())
+	out, err := updateAs(ctx, s, "tenant", req.GetTenant())
 	if err != nil {
 		return nil, err
 	}
-	return &evpndv1.UpdateTenantResponse{Tenant: out.(*evpndv1.Tenant)}, nil
+	return &evpndv1.UpdateTenantResponse{Tenant: out}, nil
 }
 
 func (s *service) DeleteTenant(ctx context.Context, req *evpndv1.DeleteTenantRequest) (*evpndv1.DeleteTenantResponse, error) {
-	var v violations
-	keyRequired(&v, "name", req.GetName())
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	if err := s.remove(ctx, &evpndv1.Tenant{Name: req.GetName()}, req.GetGeneration(), req.GetAllowMissing()); err != nil {
+	err := s.deleteKey(ctx, [][2]string{{"name", req.GetName()}}, &evpndv1.Tenant{Name: req.GetName()},
+		req.GetGeneration(), req.GetAllowMissing())
+	if err != nil {
 		return nil, err
 	}
 	return &evpndv1.DeleteTenantResponse{}, nil
@@ -146,79 +210,47 @@ func (s *service) DeleteTenant(ctx context.Context, req *evpndv1.DeleteTenantReq
 // --- segments
 
 func (s *service) CreateSegment(ctx context.Context, req *evpndv1.CreateSegmentRequest) (*evpndv1.CreateSegmentResponse, error) {
-	if req.GetSegment() == nil {
-		return nil, InvalidObject([]FieldViolation{{"segment", "is required"}})
-	}
-	out, created, err := s.create(ctx, req.GetSegment())
+	out, created, err := createAs(ctx, s, "segment", req.GetSegment())
 	if err != nil {
 		return nil, err
 	}
-	return &evpndv1.CreateSegmentResponse{Segment: out.(*evpndv1.Segment), Created: created}, nil
+	return &evpndv1.CreateSegmentResponse{Segment: out, Created: created}, nil
 }
 
 func (s *service) GetSegment(ctx context.Context, req *evpndv1.GetSegmentRequest) (*evpndv1.GetSegmentResponse, error) {
-	var v violations
-	keyRequired(&v, "tenant", req.GetTenant())
-	keyRequired(&v, "name", req.GetName())
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	o, err := s.objects(ctx)
+	seg, err := getOne(ctx, s, [][2]string{{"tenant", req.GetTenant()}, {"name", req.GetName()}}, segments,
+		func(x *evpndv1.Segment) bool { return x.GetTenant() == req.GetTenant() && x.GetName() == req.GetName() },
+		"segment", req.GetTenant()+"/"+req.GetName())
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(o.Segments, func(x *evpndv1.Segment) bool {
-		return x.GetTenant() == req.GetTenant() && x.GetName() == req.GetName()
-	})
-	if i < 0 {
-		return nil, notFound("segment", req.GetTenant()+"/"+req.GetName(), "segment")
-	}
-	return &evpndv1.GetSegmentResponse{Segment: o.Segments[i]}, nil
+	return &evpndv1.GetSegmentResponse{Segment: seg}, nil
 }
 
 func (s *service) ListSegments(ctx context.Context, req *evpndv1.ListSegmentsRequest) (*evpndv1.ListSegmentsResponse, error) {
-	var v violations
-	pg := v.page(req.GetPageSize(), req.GetPageToken(), req)
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	o, err := s.objects(ctx)
+	rows, next, err := listSome(ctx, s, req, req.GetPageSize(), req.GetPageToken(), segments,
+		func(x *evpndv1.Segment) bool { return req.GetTenant() == "" || x.GetTenant() == req.GetTenant() },
+		func(a, b *evpndv1.Segment) int {
+			return cmp.Or(strings.Compare(a.GetTenant(), b.GetTenant()), strings.Compare(a.GetName(), b.GetName()))
+		})
 	if err != nil {
 		return nil, err
 	}
-	rows := slices.DeleteFunc(slices.Clone(o.Segments), func(x *evpndv1.Segment) bool {
-		return req.GetTenant() != "" && x.GetTenant() != req.GetTenant()
-	})
-	slices.SortStableFunc(rows, func(a, b *evpndv1.Segment) int {
-		if c := strings.Compare(a.GetTenant(), b.GetTenant()); c != 0 {
-			return c
-		}
-		return strings.Compare(a.GetName(), b.GetName())
-	})
-	rows, next := paginate(pg, rows)
 	return &evpndv1.ListSegmentsResponse{Segments: rows, NextPageToken: next}, nil
 }
 
 func (s *service) UpdateSegment(ctx context.Context, req *evpndv1.UpdateSegmentRequest) (*evpndv1.UpdateSegmentResponse, error) {
-	if req.GetSegment() == nil {
-		return nil, InvalidObject([]FieldViolation{{"segment", "is required"}})
-	}
-	out, err := s.update(ctx, req.GetSegment())
+	out, err := updateAs(ctx, s, "segment", req.GetSegment())
 	if err != nil {
 		return nil, err
 	}
-	return &evpndv1.UpdateSegmentResponse{Segment: out.(*evpndv1.Segment)}, nil
+	return &evpndv1.UpdateSegmentResponse{Segment: out}, nil
 }
 
 func (s *service) DeleteSegment(ctx context.Context, req *evpndv1.DeleteSegmentRequest) (*evpndv1.DeleteSegmentResponse, error) {
-	var v violations
-	keyRequired(&v, "tenant", req.GetTenant())
-	keyRequired(&v, "name", req.GetName())
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	key := &evpndv1.Segment{Tenant: req.GetTenant(), Name: req.GetName()}
-	if err := s.remove(ctx, key, req.GetGeneration(), req.GetAllowMissing()); err != nil {
+	err := s.deleteKey(ctx, [][2]string{{"tenant", req.GetTenant()}, {"name", req.GetName()}},
+		&evpndv1.Segment{Tenant: req.GetTenant(), Name: req.GetName()}, req.GetGeneration(), req.GetAllowMissing())
+	if err != nil {
 		return nil, err
 	}
 	return &evpndv1.DeleteSegmentResponse{}, nil
@@ -227,62 +259,44 @@ func (s *service) DeleteSegment(ctx context.Context, req *evpndv1.DeleteSegmentR
 // --- ports
 
 func (s *service) AttachPort(ctx context.Context, req *evpndv1.AttachPortRequest) (*evpndv1.AttachPortResponse, error) {
-	if req.GetPort() == nil {
-		return nil, InvalidObject([]FieldViolation{{"port", "is required"}})
-	}
-	out, created, err := s.create(ctx, req.GetPort())
+	out, created, err := createAs(ctx, s, "port", req.GetPort())
 	if err != nil {
 		return nil, err
 	}
-	return &evpndv1.AttachPortResponse{Port: out.(*evpndv1.Port), Created: created}, nil
+	return &evpndv1.AttachPortResponse{Port: out, Created: created}, nil
 }
 
 func (s *service) GetPort(ctx context.Context, req *evpndv1.GetPortRequest) (*evpndv1.GetPortResponse, error) {
-	var v violations
-	keyRequired(&v, "interface", req.GetInterface())
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	o, err := s.objects(ctx)
+	p, err := getOne(ctx, s, [][2]string{{"interface", req.GetInterface()}}, ports,
+		func(x *evpndv1.Port) bool { return x.GetInterface() == req.GetInterface() }, "port", req.GetInterface())
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(o.Ports, func(x *evpndv1.Port) bool { return x.GetInterface() == req.GetInterface() })
-	if i < 0 {
-		return nil, notFound("port", req.GetInterface(), "port")
-	}
-	return &evpndv1.GetPortResponse{Port: o.Ports[i]}, nil
+	return &evpndv1.GetPortResponse{Port: p}, nil
 }
 
 func (s *service) ListPorts(ctx context.Context, req *evpndv1.ListPortsRequest) (*evpndv1.ListPortsResponse, error) {
-	var v violations
 	if req.GetSegment() != "" && req.GetTenant() == "" {
+		var v violations
 		v.add("segment", "needs tenant: segment names are unique only within a tenant")
+		return nil, v.err()
 	}
-	pg := v.page(req.GetPageSize(), req.GetPageToken(), req)
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	o, err := s.objects(ctx)
+	rows, next, err := listSome(ctx, s, req, req.GetPageSize(), req.GetPageToken(), ports,
+		func(x *evpndv1.Port) bool {
+			return (req.GetTenant() == "" || x.GetTenant() == req.GetTenant()) &&
+				(req.GetSegment() == "" || x.GetSegment() == req.GetSegment())
+		},
+		func(a, b *evpndv1.Port) int { return strings.Compare(a.GetInterface(), b.GetInterface()) })
 	if err != nil {
 		return nil, err
 	}
-	rows := slices.DeleteFunc(slices.Clone(o.Ports), func(x *evpndv1.Port) bool {
-		return (req.GetTenant() != "" && x.GetTenant() != req.GetTenant()) ||
-			(req.GetSegment() != "" && x.GetSegment() != req.GetSegment())
-	})
-	slices.SortStableFunc(rows, func(a, b *evpndv1.Port) int { return strings.Compare(a.GetInterface(), b.GetInterface()) })
-	rows, next := paginate(pg, rows)
 	return &evpndv1.ListPortsResponse{Ports: rows, NextPageToken: next}, nil
 }
 
 func (s *service) DetachPort(ctx context.Context, req *evpndv1.DetachPortRequest) (*evpndv1.DetachPortResponse, error) {
-	var v violations
-	keyRequired(&v, "interface", req.GetInterface())
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	if err := s.remove(ctx, &evpndv1.Port{Interface: req.GetInterface()}, req.GetGeneration(), req.GetAllowMissing()); err != nil {
+	err := s.deleteKey(ctx, [][2]string{{"interface", req.GetInterface()}}, &evpndv1.Port{Interface: req.GetInterface()},
+		req.GetGeneration(), req.GetAllowMissing())
+	if err != nil {
 		return nil, err
 	}
 	return &evpndv1.DetachPortResponse{}, nil
@@ -291,67 +305,43 @@ func (s *service) DetachPort(ctx context.Context, req *evpndv1.DetachPortRequest
 // --- policies
 
 func (s *service) CreatePolicy(ctx context.Context, req *evpndv1.CreatePolicyRequest) (*evpndv1.CreatePolicyResponse, error) {
-	if req.GetPolicy() == nil {
-		return nil, InvalidObject([]FieldViolation{{"policy", "is required"}})
-	}
-	out, created, err := s.create(ctx, req.GetPolicy())
+	out, created, err := createAs(ctx, s, "policy", req.GetPolicy())
 	if err != nil {
 		return nil, err
 	}
-	return &evpndv1.CreatePolicyResponse{Policy: out.(*evpndv1.Policy), Created: created}, nil
+	return &evpndv1.CreatePolicyResponse{Policy: out, Created: created}, nil
 }
 
 func (s *service) GetPolicy(ctx context.Context, req *evpndv1.GetPolicyRequest) (*evpndv1.GetPolicyResponse, error) {
-	var v violations
-	keyRequired(&v, "tenant", req.GetTenant())
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	o, err := s.objects(ctx)
+	p, err := getOne(ctx, s, [][2]string{{"tenant", req.GetTenant()}}, policies,
+		func(x *evpndv1.Policy) bool { return x.GetTenant() == req.GetTenant() }, "policy of tenant", req.GetTenant())
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(o.Policies, func(x *evpndv1.Policy) bool { return x.GetTenant() == req.GetTenant() })
-	if i < 0 {
-		return nil, notFound("policy of tenant", req.GetTenant(), "policy")
-	}
-	return &evpndv1.GetPolicyResponse{Policy: o.Policies[i]}, nil
+	return &evpndv1.GetPolicyResponse{Policy: p}, nil
 }
 
 func (s *service) ListPolicies(ctx context.Context, req *evpndv1.ListPoliciesRequest) (*evpndv1.ListPoliciesResponse, error) {
-	var v violations
-	pg := v.page(req.GetPageSize(), req.GetPageToken(), req)
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	o, err := s.objects(ctx)
+	rows, next, err := listSome(ctx, s, req, req.GetPageSize(), req.GetPageToken(), policies, nil,
+		func(a, b *evpndv1.Policy) int { return strings.Compare(a.GetTenant(), b.GetTenant()) })
 	if err != nil {
 		return nil, err
 	}
-	rows := slices.Clone(o.Policies)
-	slices.SortStableFunc(rows, func(a, b *evpndv1.Policy) int { return strings.Compare(a.GetTenant(), b.GetTenant()) })
-	rows, next := paginate(pg, rows)
 	return &evpndv1.ListPoliciesResponse{Policies: rows, NextPageToken: next}, nil
 }
 
 func (s *service) UpdatePolicy(ctx context.Context, req *evpndv1.UpdatePolicyRequest) (*evpndv1.UpdatePolicyResponse, error) {
-	if req.GetPolicy() == nil {
-		return nil, InvalidObject([]FieldViolation{{"policy", "is required"}})
-	}
-	out, err := s.update(ctx, req.GetPolicy())
+	out, err := updateAs(ctx, s, "policy", req.GetPolicy())
 	if err != nil {
 		return nil, err
 	}
-	return &evpndv1.UpdatePolicyResponse{Policy: out.(*evpndv1.Policy)}, nil
+	return &evpndv1.UpdatePolicyResponse{Policy: out}, nil
 }
 
 func (s *service) DeletePolicy(ctx context.Context, req *evpndv1.DeletePolicyRequest) (*evpndv1.DeletePolicyResponse, error) {
-	var v violations
-	keyRequired(&v, "tenant", req.GetTenant())
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	if err := s.remove(ctx, &evpndv1.Policy{Tenant: req.GetTenant()}, req.GetGeneration(), req.GetAllowMissing()); err != nil {
+	err := s.deleteKey(ctx, [][2]string{{"tenant", req.GetTenant()}}, &evpndv1.Policy{Tenant: req.GetTenant()},
+		req.GetGeneration(), req.GetAllowMissing())
+	if err != nil {
 		return nil, err
 	}
 	return &evpndv1.DeletePolicyResponse{}, nil
