@@ -307,6 +307,56 @@ func TestPrivilegedAPILifecycle(t *testing.T) {
 		return nil
 	})
 
+	// A peer watcher sees the route reflector's session go down and come
+	// back when the reflector restarts.
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	pw, err := c1.WatchPeers(pctx, &evpndv1.WatchPeersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerEvents := make(chan *evpndv1.Peer, 64)
+	go func() {
+		for {
+			ev, err := pw.Recv()
+			if err != nil {
+				close(peerEvents)
+				return
+			}
+			peerEvents <- ev.GetPeer()
+		}
+	}()
+	// The session goes through several states while the reflector is
+	// away and back, over seconds: the watcher, registered within
+	// milliseconds, sees them whatever the exact moment.
+	if err := l.StopDaemons("rr"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartDaemons("rr"); err != nil {
+		t.Fatal(err)
+	}
+	var wentDown bool
+	deadline = time.After(2 * converge)
+	for up := false; !up; {
+		select {
+		case p, ok := <-peerEvents:
+			if !ok {
+				t.Fatal("peer watch ended early")
+			}
+			if p.GetAddress() != "10.0.0.254" {
+				continue
+			}
+			if p.GetState() != evpndv1.PeerState_PEER_STATE_ESTABLISHED {
+				wentDown = true
+			} else if wentDown {
+				up = true
+			}
+		case <-deadline:
+			t.Fatalf("peer watch: the reflector's session went down %v, never came back established", wentDown)
+		}
+	}
+	pcancel()
+
 	// kill -9 at any moment loses no acknowledged change: the objects come
 	// back from state-dir and traffic flows again.
 	before, err := c1.ListSegments(ctx, &evpndv1.ListSegmentsRequest{})
