@@ -58,7 +58,8 @@ type Daemon struct {
 	synced      bool // the first sync after convergence ran
 	// frozenLocal are local MACs not advertised because they are frozen
 	// as duplicates elsewhere; clearing one replays its facts.
-	frozenLocal map[macKey][]fabric.Learned
+	frozenLocal  map[macKey][]fabric.Learned
+	frozenWarned map[macKey]bool // said once per freeze
 	// requests runs API changes in the event loop, so they are ordered
 	// with the events they affect.
 	requests chan request
@@ -137,6 +138,7 @@ func New(o Options) (*Daemon, error) {
 	d.rib = evpn.NewRIB(cfg.VTEP)
 	d.rib.SetDupDetection(evpn.DupDetection{MaxMoves: cfg.DupMaxMoves, Window: cfg.DupWindow})
 	d.frozenLocal = map[macKey][]fabric.Learned{}
+	d.frozenWarned = map[macKey]bool{}
 	d.metrics = metrics.New(d, o.Version, metrics.WithLogger(o.Log.With("component", "metrics")))
 	return d, nil
 }
@@ -404,7 +406,8 @@ func (d *Daemon) learn(ctx context.Context, l fabric.Learned) {
 		if l.Gone {
 			delete(d.frozenLocal, k)
 		} else {
-			if len(d.frozenLocal[k]) == 0 {
+			if !d.frozenWarned[k] {
+				d.frozenWarned[k] = true
 				log.Warn("duplicate mac seen locally; not advertised until cleared", "port", l.Port)
 			}
 			d.frozenLocal[k] = append(d.frozenLocal[k], l)
@@ -598,6 +601,7 @@ func (d *Daemon) ClearDuplicate(ctx context.Context, vni evpn.VNI, mac net.Hardw
 		k := macKey{vni: vni, mac: [6]byte(mac)}
 		facts := d.frozenLocal[k]
 		delete(d.frozenLocal, k)
+		delete(d.frozenWarned, k)
 		for _, l := range facts {
 			d.learn(ctx, l)
 		}
