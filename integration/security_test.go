@@ -219,19 +219,13 @@ func TestPrivilegedSessionSecurity(t *testing.T) {
 	// GTSM on evpnd only: FRR sends its eBGP default TTL 1, and host4's
 	// kernel drops it on IP_MINTTL. FRR's OPEN can still arrive with 255
 	// (an accepted socket starts with FRR's listener TTL), so FRR may see
-	// the session up for a moment; evpnd never does, holds it in
-	// OpenConfirm until its hold timer ends it, and FRR counts the drop.
+	// the session up for a moment; evpnd never does, and holds it in
+	// OpenConfirm until its hold timer ends it.
 	t.Run("GTSMRefused", func(t *testing.T) {
 		established(t, l, "host3", "10.0.0.11")
-		neverEstablished(t, l, "host4", "host4", "TCPMinTTLDrop", 3, func() error { return nil }, func() error {
-			ns, err := frrNeighbors(l, "rr")
-			if err != nil {
-				return err
-			}
-			if n := ns["10.0.0.12"]; n.Dropped == 0 {
-				return fmt.Errorf("rr: neighbor 10.0.0.12 %+v, want a dropped session", n)
-			}
-			return nil
-		})
+		// The kernel's count of segments refused for their TTL is the
+		// proof; whether FRR ever counts a dropped session depends on how
+		// far its side got before the hold timer, so it is not asked.
+		neverEstablished(t, l, "host4", "host4", "TCPMinTTLDrop", 3, func() error { return nil }, func() error { return nil })
 	})
 }
