@@ -90,6 +90,14 @@ func writeList[M proto.Message](w io.Writer, output string, rows []M) (bool, err
 
 // writeObject writes one object as JSON or YAML, or returns false for a
 // table.
+// showOne prints one object: whole with -o json|yaml, else as a table row.
+func showOne[T proto.Message](w io.Writer, output string, obj T, table func(io.Writer, []T) error) error {
+	if ok, err := writeObject(w, output, obj); ok {
+		return err
+	}
+	return table(w, []T{obj})
+}
+
 func writeObject(w io.Writer, output string, m proto.Message) (bool, error) {
 	if output != "json" && output != "yaml" {
 		return false, nil

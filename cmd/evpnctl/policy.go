@@ -75,10 +75,7 @@ func newPolicyGetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if ok, err := writeObject(cmd.OutOrStdout(), g.output, p); ok {
-				return err
-			}
-			return policiesTable(cmd.OutOrStdout(), []*evpndv1.Policy{p})
+			return showOne(cmd.OutOrStdout(), g.output, p, policiesTable)
 		},
 	}
 }

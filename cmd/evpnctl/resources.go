@@ -274,10 +274,7 @@ func newTenantGetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if ok, err := writeObject(cmd.OutOrStdout(), g.output, t); ok {
-				return err
-			}
-			return tenantsTable(cmd.OutOrStdout(), []*evpndv1.Tenant{t})
+			return showOne(cmd.OutOrStdout(), g.output, t, tenantsTable)
 		},
 	}
 }
@@ -514,10 +511,7 @@ func newSegmentGetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if ok, err := writeObject(cmd.OutOrStdout(), g.output, s); ok {
-				return err
-			}
-			return segmentsTable(cmd.OutOrStdout(), []*evpndv1.Segment{s})
+			return showOne(cmd.OutOrStdout(), g.output, s, segmentsTable)
 		},
 	}
 }
@@ -742,10 +736,7 @@ func newPortGetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if ok, err := writeObject(cmd.OutOrStdout(), g.output, p); ok {
-				return err
-			}
-			return portsTable(cmd.OutOrStdout(), []*evpndv1.Port{p})
+			return showOne(cmd.OutOrStdout(), g.output, p, portsTable)
 		},
 	}
 }
