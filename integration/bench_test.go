@@ -31,21 +31,7 @@ func TestBenchInjectorProcess(t *testing.T) {
 // (convergence.Run fails unless all of them are extern_learn FDB entries on
 // the DUT's bridge) and left them again once the injector died (B2). Times are logged, never asserted.
 func TestPrivilegedBenchSmoke(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the benchmark smoke test needs root (network namespaces, veth pairs, FRR daemons); run with sudo")
-	}
-	if !lab.FRRInstalled() {
-		t.Skip("the benchmark smoke test needs FRR: /usr/lib/frr/bgpd is missing (apt-get install frr)")
-	}
-	opts := convergence.Options{
-		Injector:    []string{os.Args[0], "-test.run=^TestBenchInjectorProcess$"},
-		InjectorEnv: []string{injectorEnv + "=1"},
-		Timeout:     2 * time.Minute,
-		Logf:        t.Logf,
-	}
-	if err := convergence.Check(convergence.Evpnd, opts); err != nil {
-		t.Skipf("the benchmark smoke test needs bin/evpnd: %v", err)
-	}
+	opts := benchOptions(t)
 	const routes = 500
 	for _, dut := range convergence.DUTs {
 		t.Run(string(dut), func(t *testing.T) {

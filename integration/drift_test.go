@@ -87,18 +87,3 @@ func TestPrivilegedDriftRepair(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
-
-// remoteFDB checks the tenant's FDB holds mac behind a remote VTEP, as
-// evpnd installs it (extern_learn).
-func remoteFDB(ns, mac string) error {
-	fdb, err := lab.FDB(ns, "br100")
-	if err != nil {
-		return err
-	}
-	for _, e := range fdb {
-		if strings.EqualFold(e.MAC, mac) && e.ExternLearn() {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s: no extern_learn FDB entry for %s", ns, mac)
-}

@@ -1,145 +1,17 @@
 package integration
 
 import (
-	"encoding/binary"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	evpndv1 "github.com/evpnd/evpnd/api/evpnd/v1"
 	"github.com/evpnd/evpnd/integration/lab"
 )
-
-// flow is a UDP stream with sequence numbers from one namespace to
-// another, counting what arrives: a fault that loses packets shows as a
-// gap.
-type flow struct {
-	sent     atomic.Uint64
-	mu       sync.Mutex
-	received map[uint64]bool
-	stop     chan struct{}
-	done     sync.WaitGroup
-	tx       net.Conn
-}
-
-// startFlow sends a datagram every interval from fromNS to ip:port in
-// toNS until Stop.
-func startFlow(t *testing.T, fromNS, toNS string, ip netip.Addr, port uint16, interval time.Duration) *flow {
-	t.Helper()
-	f := &flow{received: map[uint64]bool{}, stop: make(chan struct{})}
-	var rx net.PacketConn
-	if err := lab.InNS(toNS, func() error {
-		var err error
-		rx, err = net.ListenPacket("udp", netip.AddrPortFrom(ip, port).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	// A receiver starved of CPU for a moment must not count as loss on
-	// the wire: the socket buffers what arrives meanwhile.
-	if uc, ok := rx.(*net.UDPConn); ok {
-		_ = uc.SetReadBuffer(8 << 20)
-	}
-	if err := lab.InNS(fromNS, func() error {
-		var err error
-		f.tx, err = net.Dial("udp", netip.AddrPortFrom(ip, port).String())
-		return err
-	}); err != nil {
-		rx.Close()
-		t.Fatal(err)
-	}
-	f.done.Add(2)
-	go func() {
-		defer f.done.Done()
-		buf := make([]byte, 64)
-		for {
-			n, _, err := rx.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n >= 8 {
-				f.mu.Lock()
-				f.received[binary.BigEndian.Uint64(buf)] = true
-				f.mu.Unlock()
-			}
-		}
-	}()
-	go func() {
-		defer f.done.Done()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		buf := make([]byte, 64)
-		for {
-			select {
-			case <-f.stop:
-				return
-			case <-tick.C:
-				binary.BigEndian.PutUint64(buf, f.sent.Load())
-				if _, err := f.tx.Write(buf); err == nil {
-					f.sent.Add(1)
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		f.Stop()
-		rx.Close()
-		f.done.Wait()
-	})
-	return f
-}
-
-// Received is how many datagrams arrived so far.
-func (f *flow) Received() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.received)
-}
-
-// Stop ends the sending; safe to call twice.
-func (f *flow) Stop() {
-	select {
-	case <-f.stop:
-	default:
-		close(f.stop)
-		f.tx.Close()
-	}
-}
-
-// Lost stops the flow, waits for the last datagrams in flight, and
-// returns how many of those sent never arrived.
-func (f *flow) Lost(t *testing.T) uint64 {
-	t.Helper()
-	f.Stop()
-	sent := f.sent.Load()
-	_ = lab.Poll(2*time.Second, 20*time.Millisecond, func() error {
-		if uint64(f.Received()) < sent {
-			return fmt.Errorf("in flight")
-		}
-		return nil
-	})
-	return sent - uint64(f.Received())
-}
-
-// waitFor lets the flow carry n more datagrams: traffic keeps flowing
-// through the fault, not only after it.
-func (f *flow) waitFor(t *testing.T, n int) {
-	t.Helper()
-	target := f.Received() + n
-	lab.Eventually(t, converge, pollEvery, func() error {
-		if got := f.Received(); got < target {
-			return fmt.Errorf("flow carried %d datagrams, waiting for %d", got, target)
-		}
-		return nil
-	})
-}
 
 // peerState waits until node's evpnd reports peer in state (or, with
 // not, in any other state).

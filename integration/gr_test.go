@@ -1,16 +1,13 @@
 package integration
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -71,7 +68,7 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 		return wantRemote(tenant1, "02:5a:47:", grMACs)
 	})
 	// host1 still has vm1's MAC and host2 has it from host1.
-	vm1At2 := func() error { return wantRemoteMAC(tenant2, mac1) }
+	vm1At2 := func() error { return remoteFDB(tenant2, mac1) }
 	lab.Eventually(t, converge, pollEvery, vm1At2)
 
 	for i, mode := range []struct {
@@ -93,16 +90,11 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 		if err := sendFromMACs(l.NS("vm1"), "eth1", int(leaver), 1); err != nil {
 			t.Fatal(err)
 		}
-		lab.Eventually(t, converge, pollEvery, func() error { return wantRemoteMAC(tenant2, leaverMAC) })
+		lab.Eventually(t, converge, pollEvery, func() error { return remoteFDB(tenant2, leaverMAC) })
 		// A MAC host2 will withdraw while host1 is down.
 		gone2 := fmt.Sprintf("02:5a:47:00:00:%02x", i)
 
-		flow, err := startGRFlow(l.NS("vm1"), l.NS("vm2"), vm2, uint16(7200+i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		stopFlow := sync.OnceValues(flow.stop)
-		t.Cleanup(func() { stopFlow() })
+		flow := startFlow(t, l.NS("vm1"), l.NS("vm2"), vm2, uint16(7200+i), 2*time.Millisecond)
 		lab.Eventually(t, converge, pollEvery, flow.flowing)
 
 		logBefore := readLog(t, l, "host1")
@@ -132,7 +124,7 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		lab.Eventually(t, converge, pollEvery, func() error {
-			if err := wantRemoteMAC(tenant1, gone2); err != nil {
+			if err := remoteFDB(tenant1, gone2); err != nil {
 				return fmt.Errorf("host1's kernel must keep what it had until it is back: %w", err)
 			}
 			rs, err := rrPathsFrom(l, "10.0.0.2")
@@ -192,10 +184,10 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 			case !rs.macs[strings.ToLower(mac1)]:
 				return fmt.Errorf("rr lacks vm1's MAC %s from host1", mac1)
 			}
-			if err := wantRemoteMAC(tenant2, leaverMAC); err == nil {
+			if err := remoteFDB(tenant2, leaverMAC); err == nil {
 				return fmt.Errorf("host2 still has %s", leaverMAC)
 			}
-			if err := wantRemoteMAC(tenant1, gone2); err == nil {
+			if err := remoteFDB(tenant1, gone2); err == nil {
 				return fmt.Errorf("host1 still has %s, which host2 withdrew", gone2)
 			}
 			return wantRemote(tenant1, "02:5a:47:", grMACs-i-1)
@@ -203,13 +195,10 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 		if err := vm1At2(); err != nil {
 			t.Fatal(err)
 		}
-		sent, lost := stopFlow()
-		t.Logf("restart %d (%s): %d packets sent, %d lost", i+1, mode.name, sent.n, lost)
-		if sent.err != nil {
-			t.Fatal(sent.err)
-		}
+		lost := flow.Lost(t)
+		t.Logf("restart %d (%s): %d packets sent, %d lost", i+1, mode.name, flow.sent.Load(), lost)
 		if lost != 0 {
-			t.Errorf("restart (%s): %d of %d packets lost", mode.name, lost, sent.n)
+			t.Errorf("restart (%s): %d of %d packets lost", mode.name, lost, flow.sent.Load())
 		}
 	}
 
@@ -226,7 +215,7 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 		if rs.paths != 0 {
 			return fmt.Errorf("rr holds %d paths from host1 (%d stale) after a clean stop", rs.paths, rs.stale)
 		}
-		if err := wantRemoteMAC(tenant2, mac1); err == nil {
+		if err := remoteFDB(tenant2, mac1); err == nil {
 			return fmt.Errorf("host2 still has vm1's MAC %s", mac1)
 		}
 		return nil
@@ -318,159 +307,12 @@ func rrPathsFrom(l *lab.Lab, peer string) (rrPaths, error) {
 // wantRemote checks that ns's bridge holds exactly n remote MACs starting
 // with prefix.
 func wantRemote(ns, prefix string, n int) error {
-	fdb, err := lab.FDB(ns, "br100")
+	got, err := remoteMACs(ns, prefix)
 	if err != nil {
 		return err
-	}
-	got := 0
-	for _, e := range fdb {
-		if strings.HasPrefix(strings.ToLower(e.MAC), prefix) && e.ExternLearn() && e.Master != "" {
-			got++
-		}
 	}
 	if got != n {
 		return fmt.Errorf("%s holds %d remote MACs %s*, want %d", ns, got, prefix, n)
 	}
 	return nil
-}
-
-// wantRemoteMAC checks that ns's bridge holds mac as a remote entry.
-func wantRemoteMAC(ns, mac string) error {
-	fdb, err := lab.FDB(ns, "br100")
-	if err != nil {
-		return err
-	}
-	for _, e := range fdb {
-		if strings.EqualFold(e.MAC, mac) && e.ExternLearn() && e.Master != "" {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s lacks remote MAC %s", ns, mac)
-}
-
-// grFlowInterval paces the UDP flow: 500 packets a second.
-const grFlowInterval = 2 * time.Millisecond
-
-// grFlow is a numbered UDP stream from one namespace to another; the
-// receiver marks each sequence number it sees.
-type grFlow struct {
-	tx, rx *net.UDPConn
-	quit   chan struct{}
-	sent   chan grFlowResult
-	rxDone chan struct{}
-	mu     sync.Mutex
-	seen   map[uint64]bool
-}
-
-type grFlowResult struct {
-	n   uint64
-	err error
-}
-
-func startGRFlow(fromNS, toNS string, to netip.Addr, port uint16) (*grFlow, error) {
-	f := &grFlow{quit: make(chan struct{}), sent: make(chan grFlowResult, 1), rxDone: make(chan struct{}), seen: map[uint64]bool{}}
-	err := lab.InNS(toNS, func() error {
-		var err error
-		f.rx, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(to, port)))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("flow receiver: %w", err)
-	}
-	err = lab.InNS(fromNS, func() error {
-		var err error
-		f.tx, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(to, port)))
-		return err
-	})
-	if err != nil {
-		f.rx.Close()
-		return nil, fmt.Errorf("flow sender: %w", err)
-	}
-	go func() {
-		defer close(f.rxDone)
-		buf := make([]byte, 64)
-		for {
-			n, err := f.rx.Read(buf)
-			if err != nil {
-				return
-			}
-			if n >= 8 {
-				seq := binary.BigEndian.Uint64(buf)
-				f.mu.Lock()
-				f.seen[seq] = true
-				f.mu.Unlock()
-			}
-		}
-	}()
-	go func() {
-		t := time.NewTicker(grFlowInterval)
-		defer t.Stop()
-		msg := make([]byte, 64)
-		var seq uint64
-		for {
-			select {
-			case <-f.quit:
-				f.sent <- grFlowResult{n: seq}
-				return
-			case <-t.C:
-			}
-			binary.BigEndian.PutUint64(msg, seq)
-			if _, err := f.tx.Write(msg); err != nil {
-				// An ICMP error from a path that broke: the packet is lost
-				// but the flow goes on.
-				var errno syscall.Errno
-				if !errors.As(err, &errno) || errno != syscall.ECONNREFUSED {
-					f.sent <- grFlowResult{n: seq, err: fmt.Errorf("send %d: %w", seq, err)}
-					return
-				}
-			}
-			seq++
-		}
-	}()
-	return f, nil
-}
-
-// flowing reports whether the receiver has seen the flow yet: until then
-// vm1 may still be resolving vm2's address.
-func (f *grFlow) flowing() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.seen) == 0 {
-		return errors.New("no packet of the flow arrived yet")
-	}
-	return nil
-}
-
-// stop ends the flow and counts the packets lost after the first one that
-// arrived (those before were sent while vm1 resolved vm2's address).
-func (f *grFlow) stop() (grFlowResult, uint64) {
-	close(f.quit)
-	res := <-f.sent
-	// Packets in flight arrive within the drain time; what has not
-	// arrived by then is lost.
-	_ = lab.Poll(5*time.Second, 50*time.Millisecond, func() error {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if !f.seen[res.n-1] {
-			return errors.New("last packet not seen")
-		}
-		return nil
-	})
-	time.Sleep(200 * time.Millisecond)
-	f.tx.Close()
-	f.rx.Close()
-	<-f.rxDone
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	first := res.n
-	for s := range f.seen {
-		first = min(first, s)
-	}
-	var lost uint64
-	for s := first; s < res.n; s++ {
-		if !f.seen[s] {
-			lost++
-		}
-	}
-	return res, lost
 }

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -31,18 +30,7 @@ func TestPrivilegedL2RestartAdopts(t *testing.T) {
 
 	tenant := l.TenantNS("host1", "blue")
 	mac2 := strings.TrimSpace(string(must(l.Exec("vm2", "cat", "/sys/class/net/eth1/address"))))
-	remoteMAC := func() error {
-		fdb, err := lab.FDB(tenant, "br100")
-		if err != nil {
-			return err
-		}
-		for _, e := range fdb {
-			if strings.EqualFold(e.MAC, mac2) && e.ExternLearn() {
-				return nil
-			}
-		}
-		return fmt.Errorf("host1's tenant FDB lacks vm2's MAC %s as extern_learn", mac2)
-	}
+	remoteMAC := func() error { return remoteFDB(tenant, mac2) }
 	lab.Eventually(t, converge, pollEvery, remoteMAC)
 	ifindex := func(dev string) string {
 		out, err := lab.ExecNS(tenant, "cat", "/sys/class/net/"+dev+"/ifindex")

@@ -47,21 +47,6 @@ func sendFromMACs(ns, dev string, cycle, n int) error {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// remoteChurnMACs counts the churn MACs host2 holds behind a remote VTEP.
-func remoteChurnMACs(ns string) (int, error) {
-	fdb, err := lab.FDB(ns, "br100")
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, e := range fdb {
-		if strings.HasPrefix(strings.ToLower(e.MAC), "02:5a:") && e.ExternLearn() && e.Master != "" {
-			n++
-		}
-	}
-	return n, nil
-}
-
 // TestPrivilegedSoakChurn churns thousands of MACs through two evpnd
 // hosts: each cycle a workload port on host1 shows 2,000 new MACs (learned,
 // advertised, installed on host2), then they are flushed (withdrawn,
@@ -107,7 +92,7 @@ func TestPrivilegedSoakChurn(t *testing.T) {
 			t.Fatal(err)
 		}
 		lab.Eventually(t, converge, pollEvery, func() error {
-			n, err := remoteChurnMACs(host2)
+			n, err := remoteMACs(host2, "02:5a:")
 			if err != nil || n != macs {
 				return fmt.Errorf("cycle %d: host2 holds %d of %d churn MACs (%v)", cycle, n, macs, err)
 			}
@@ -126,7 +111,7 @@ func TestPrivilegedSoakChurn(t *testing.T) {
 			t.Fatalf("delete the churn MACs: %v: %s", err, out)
 		}
 		lab.Eventually(t, converge, pollEvery, func() error {
-			n, err := remoteChurnMACs(host2)
+			n, err := remoteMACs(host2, "02:5a:")
 			if err != nil || n != 0 {
 				return fmt.Errorf("cycle %d: host2 still holds %d churn MACs after the flush (%v)", cycle, n, err)
 			}
