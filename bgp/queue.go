@@ -33,6 +33,14 @@ func (q *queue[T]) push(items []T) {
 	}
 }
 
+// poke wakes the taker without queueing anything.
+func (q *queue[T]) poke() {
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
 // drain takes everything queued so far, in order.
 func (q *queue[T]) drain() []T {
 	q.mu.Lock()

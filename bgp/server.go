@@ -63,6 +63,11 @@ type Server struct {
 	lastRoute time.Time
 	started   time.Time
 	converged chan struct{}
+	// convergedDue is set once convergence is decided; deliver closes
+	// converged after handing on every route queued before that, so a
+	// consumer that drains Events first has the whole table.
+	convergedDue  atomic.Bool
+	convergedSent bool // owned by deliver
 	// restarting is set when Start found a marker of a previous run that
 	// ended without withdrawing its routes; peers added by Start are then
 	// told this speaker restarted.
@@ -467,7 +472,8 @@ func (s *Server) watchConvergence() {
 			s.mu.Unlock()
 			if done {
 				s.log.Info("bgp converged", "reason", why)
-				close(s.converged)
+				s.convergedDue.Store(true)
+				s.q.poke()
 				return
 			}
 		}
@@ -551,15 +557,20 @@ func (s *Server) deliver() {
 			return
 		case <-s.q.notify:
 		}
-		batch := s.q.drain()
-		if len(batch) == 0 {
-			continue
+		// Read before the drain: everything queued before convergence was
+		// decided is then in this batch or an earlier one.
+		due := s.convergedDue.Load()
+		if batch := s.q.drain(); len(batch) > 0 {
+			s.received.Add(uint64(len(batch)))
+			select {
+			case s.events <- batch:
+			case <-s.done:
+				return
+			}
 		}
-		s.received.Add(uint64(len(batch)))
-		select {
-		case s.events <- batch:
-		case <-s.done:
-			return
+		if due && !s.convergedSent {
+			s.convergedSent = true
+			close(s.converged)
 		}
 	}
 }
@@ -574,7 +585,8 @@ func (s *Server) Events() <-chan []evpn.Route { return s.events }
 func (s *Server) PeerEvents() <-chan Peer { return s.feed.out }
 
 // Converged is closed once every configured peer has sent End-of-RIB for
-// l2vpn-evpn (at once when there are no peers).
+// l2vpn-evpn (at once when there are no peers), after the routes received
+// before that are on Events.
 func (s *Server) Converged() <-chan struct{} { return s.converged }
 
 // SetPeers makes GoBGP's neighbours equal to peers.

@@ -87,7 +87,8 @@ type Speaker interface {
 	// Routes lists the EVPN RIB: local and received best paths.
 	Routes(ctx context.Context) ([]evpn.Route, error)
 	// Converged is closed once every configured peer has sent End-of-RIB
-	// for l2vpn-evpn; the daemon then prunes stale kernel state.
+	// for l2vpn-evpn; the daemon then prunes stale kernel state. Every
+	// route received before that is on Events before Converged closes.
 	Converged() <-chan struct{}
 	// Stop ends every session with a NOTIFICATION: peers withdraw this
 	// host's routes.

@@ -304,8 +304,29 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			d.learn(ctx, l)
 		case <-converged:
 			converged = nil
+			// Routes received before convergence may still wait in events;
+			// pruning before applying them would delete and re-add their
+			// kernel entries.
+			if err := d.drainEvents(ctx, events); err != nil {
+				return err
+			}
 			d.sync(ctx)
 			d.synced = true
+		}
+	}
+}
+
+// drainEvents applies every batch already waiting in events.
+func (d *Daemon) drainEvents(ctx context.Context, events <-chan []evpn.Route) error {
+	for {
+		select {
+		case batch, ok := <-events:
+			if !ok {
+				return errors.New("bgp event stream ended")
+			}
+			d.remote(ctx, batch)
+		default:
+			return nil
 		}
 	}
 }

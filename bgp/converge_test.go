@@ -1,0 +1,72 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/evpnd/evpnd/evpn"
+)
+
+// Converged must not overtake the routes received before it: the daemon
+// prunes kernel state when it closes, and a route still queued then would
+// have its entry deleted and added back. The consumer here is slow, so
+// routes pile up in the queue behind End-of-RIB.
+func TestConvergedAfterQueuedRoutes(t *testing.T) {
+	const n = 20000
+	port := freePort(t)
+	start := func(n, peer int) *Server {
+		addr := netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", n))
+		s := New(testLogger().With("speaker", n))
+		// A consumer slower than the stream: the hand-over holds one
+		// batch, the rest waits in the queue.
+		s.events = make(chan []evpn.Route, 1)
+		err := s.Start(context.Background(), Config{
+			RouterID: addr, ASN: 65000, NextHop: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", n)),
+			ListenAddresses: []netip.Addr{addr}, ListenPort: port,
+			Peers:           []PeerConfig{{Address: netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", peer)), ASN: 65000, Port: uint16(port)}},
+			GracefulRestart: GracefulRestart{Enabled: true, StateDir: t.TempDir()},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Stop)
+		return s
+	}
+	a := start(61, 62)
+	routes := ingestRoutes(n)
+	if err := a.Advertise(context.Background(), routes); err != nil {
+		t.Fatal(err)
+	}
+	b := start(62, 61)
+
+	got, batches := 0, 0
+	timeout := time.After(60 * time.Second)
+	for converged := false; !converged; {
+		select {
+		case batch := <-b.Events():
+			got += len(batch)
+			batches++
+			// A consumer writing each route to the kernel.
+			time.Sleep(time.Duration(len(batch)) * 100 * time.Microsecond)
+		case <-b.Converged():
+			converged = true
+		case <-timeout:
+			t.Fatalf("no convergence within 60s; %d of %d routes delivered", got, len(routes))
+		}
+	}
+	for drained := false; !drained; {
+		select {
+		case batch := <-b.Events():
+			got += len(batch)
+		default:
+			drained = true
+		}
+	}
+	t.Logf("%d batches before convergence, %d routes", batches, got)
+	if got != len(routes) {
+		t.Fatalf("Converged closed with %d of %d routes on Events; the rest were still queued", got, len(routes))
+	}
+}
