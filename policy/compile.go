@@ -216,17 +216,13 @@ func (c *compiler) compile() {
 		mapIngressS: verdictMap(mapIngressS, nftables.TypeIFName),
 	}
 	var chains []*nftChain
-	owner := map[netip.Addr]bool{}
 
 	for _, dir := range []Direction{Egress, Ingress} {
 		pre := "eg"
-		m4, m6, ms := mapEgress4, mapEgress6, mapEgressS
+		ms := mapEgressS
 		if dir == Ingress {
 			pre = "in"
-			m4, m6, ms = mapIngress4, mapIngress6, mapIngressS
-		}
-		for k := range owner {
-			delete(owner, k)
+			ms = mapIngressS
 		}
 		// Segments: their rules, then the default.
 		segWork := map[string]bool{}
@@ -294,20 +290,10 @@ func (c *compiler) compile() {
 					d.ingress = ch.name
 				}
 				c.rs.dispatch[port] = d
-				for _, a := range c.addrs[port] {
-					if owner[a] {
-						continue
-					}
-					owner[a] = true
-					m := m4
-					if a.Is6() {
-						m = m6
-					}
-					maps[m].addVerdict(addrBytes(a), a.String(), verdict(expr.VerdictGoto, ch.name))
-				}
 			}
 		}
 	}
+	fillAddressMaps(maps, c.b, c.rs.dispatch, c.addrs)
 	for _, name := range []string{mapEgress4, mapEgress6, mapEgressS, mapIngress4, mapIngress6, mapIngressS} {
 		c.inet.sets = append(c.inet.sets, maps[name])
 	}
@@ -350,6 +336,55 @@ func (c *compiler) compile() {
 	}
 	c.inet.chains = append(c.inet.chains, chains...)
 	c.bridgeTable()
+}
+
+// fillAddressMaps fills the address dispatch maps: each learned address
+// of a port goes to the port's chain of the direction. An address learned
+// on two ports belongs to the first in binding order.
+func fillAddressMaps(maps map[string]*nftSet, b Binding, dispatch map[string]portDispatch, addrs map[string][]netip.Addr) {
+	for _, dir := range []Direction{Egress, Ingress} {
+		m4, m6 := maps[mapEgress4], maps[mapEgress6]
+		if dir == Ingress {
+			m4, m6 = maps[mapIngress4], maps[mapIngress6]
+		}
+		owner := map[netip.Addr]bool{}
+		for _, s := range b.Segments {
+			for _, port := range s.Ports {
+				chain := dispatch[port].egress
+				if dir == Ingress {
+					chain = dispatch[port].ingress
+				}
+				if chain == "" {
+					continue
+				}
+				for _, a := range addrs[port] {
+					if owner[a] {
+						continue
+					}
+					owner[a] = true
+					m := m4
+					if a.Is6() {
+						m = m6
+					}
+					m.addVerdict(addrBytes(a), a.String(), verdict(expr.VerdictGoto, chain))
+				}
+			}
+		}
+	}
+}
+
+// refreshAddressMaps refills the address dispatch maps of rs after the
+// addresses learned on its ports changed in place.
+func (rs *Ruleset) refreshAddressMaps(b Binding, addrs map[string][]netip.Addr) {
+	maps := map[string]*nftSet{}
+	for _, s := range rs.inet.sets {
+		switch s.name {
+		case mapEgress4, mapEgress6, mapIngress4, mapIngress6:
+			s.elems, s.text = nil, nil
+			maps[s.name] = s
+		}
+	}
+	fillAddressMaps(maps, b, rs.dispatch, addrs)
 }
 
 func contains(list []string, s string) bool {

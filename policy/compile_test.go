@@ -267,3 +267,16 @@ func TestPrefixMask(t *testing.T) {
 		}
 	}
 }
+
+// TestValidName holds the hand-written name check to the regexp that
+// documents it.
+func TestValidName(t *testing.T) {
+	for _, n := range []string{
+		"", "a", "A0", "_a", "a_", "a.b-c", "-a", ".a", "a b", "é", "a\n",
+		strings.Repeat("a", 63), strings.Repeat("a", 64),
+	} {
+		if got, want := validName(n), nameRE.MatchString(n); got != want {
+			t.Errorf("validName(%q) = %v, want %v", n, got, want)
+		}
+	}
+}

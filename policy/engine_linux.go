@@ -53,6 +53,7 @@ type tenantState struct {
 	conn    *nftables.Conn
 	h       *netlink.Handle
 	rs      *Ruleset
+	handles handles
 }
 
 var _ Engine = (*Nftables)(nil)
@@ -75,9 +76,18 @@ func New(opts Options) (*Nftables, error) {
 }
 
 // Apply validates p, compiles it with the addresses known for the tenant's
-// ports, and replaces the tenant's evpnd tables in one batch: the kernel
-// takes all of it or none. Then it shapes the ports' egress (QoS).
+// ports and brings the tenant's evpnd tables to it in one batch: the
+// kernel takes all of it or none. When the engine applied the tenant
+// before, the batch holds only the changes (see applyChanges); otherwise,
+// or when the changes cannot be applied, it replaces the tables whole.
+// Then it shapes the ports' egress (QoS).
 func (e *Nftables) Apply(ctx context.Context, b Binding, p Policy) (Applied, error) {
+	return e.apply(ctx, b, p, false)
+}
+
+// apply is Apply; replace skips the incremental path, for tables that
+// may have drifted from what the engine knows of them.
+func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool) (Applied, error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
 		return Applied{}, err
@@ -121,27 +131,21 @@ func (e *Nftables) Apply(ctx context.Context, b Binding, p Policy) (Applied, err
 		t.closeIfNew(e.tenants[b.Tenant])
 		return Applied{}, err
 	}
-	// Counters live in the table being replaced; carry them over so a
-	// rule's count survives changes to other rules.
-	if old, err := readCounters(t.conn); err == nil {
-		for _, c := range rs.inet.counters {
-			if o, ok := old[c.Name]; ok {
-				c.Packets, c.Bytes = o.Packets, o.Bytes
-			}
+	incremental := false
+	if t.rs != nil && !replace {
+		err := applyChanges(t.conn, t.rs, rs, t.handles)
+		if err == nil {
+			incremental = true
+		} else {
+			e.log.Debug("policy changes not applicable, replacing the ruleset", "tenant", b.Tenant, "err", err)
 		}
 	}
-	replaceTables(t.conn)
-	if err := install(t.conn, rs.inet); err != nil {
-		t.closeIfNew(e.tenants[b.Tenant])
-		return Applied{}, fmt.Errorf("tenant %s: %w", b.Tenant, err)
-	}
-	if err := install(t.conn, rs.bridge); err != nil {
-		t.closeIfNew(e.tenants[b.Tenant])
-		return Applied{}, fmt.Errorf("tenant %s: %w", b.Tenant, err)
-	}
-	if err := t.conn.Flush(); err != nil {
-		t.closeIfNew(e.tenants[b.Tenant])
-		return Applied{}, fmt.Errorf("tenant %s: replace nftables ruleset: %w", b.Tenant, err)
+	if !incremental {
+		if err := replaceRuleset(t.conn, rs); err != nil {
+			t.closeIfNew(e.tenants[b.Tenant])
+			return Applied{}, fmt.Errorf("tenant %s: %w", b.Tenant, err)
+		}
+		t.handles = handles{}
 	}
 	t.binding, t.policy, t.rs = b, p, rs
 	e.tenants[b.Tenant] = t
@@ -152,8 +156,32 @@ func (e *Nftables) Apply(ctx context.Context, b Binding, p Policy) (Applied, err
 		return applied, fmt.Errorf("tenant %s: ruleset applied but qos failed: %w", b.Tenant, err)
 	}
 	applied.Duration = time.Since(start)
-	e.log.Debug("policy applied", "tenant", b.Tenant, "rules", applied.Rules, "duration", applied.Duration)
+	e.log.Debug("policy applied", "tenant", b.Tenant, "rules", applied.Rules, "incremental", incremental, "duration", applied.Duration)
 	return applied, nil
+}
+
+// replaceRuleset replaces evpnd's tables with rs in one batch.
+func replaceRuleset(c *nftables.Conn, rs *Ruleset) error {
+	// Counters live in the table being replaced; carry them over so a
+	// rule's count survives changes to other rules.
+	if old, err := readCounters(c); err == nil {
+		for _, o := range rs.inet.counters {
+			if v, ok := old[o.Name]; ok {
+				o.Packets, o.Bytes = v.Packets, v.Bytes
+			}
+		}
+	}
+	replaceTables(c)
+	if err := install(c, rs.inet); err != nil {
+		return err
+	}
+	if err := install(c, rs.bridge); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("replace nftables ruleset: %w", err)
+	}
+	return nil
 }
 
 // replaceTables queues the deletion of evpnd's tables; adding each first
@@ -221,7 +249,7 @@ func (e *Nftables) open(b Binding) (*tenantState, error) {
 		ns.Close()
 		return nil, fmt.Errorf("tenant %s: netlink handle: %w", b.Tenant, err)
 	}
-	return &tenantState{binding: b, ns: ns, conn: conn, h: h, addrs: map[string][]netip.Addr{}}, nil
+	return &tenantState{binding: b, ns: ns, conn: conn, h: h, addrs: map[string][]netip.Addr{}, handles: handles{}}, nil
 }
 
 // batchBuffer is the netlink socket buffer size: a whole ruleset goes to
@@ -364,6 +392,8 @@ func (e *Nftables) SetPortAddresses(ctx context.Context, tenant, port string, ad
 			t.addrs[p] = list
 		}
 	}
+	// The next incremental Apply diffs against the maps as they are now.
+	t.rs.refreshAddressMaps(t.binding, t.addrs)
 	return nil
 }
 

@@ -39,7 +39,9 @@ func (e *Nftables) Repair(ctx context.Context) ([]string, error) {
 	e.mu.Unlock()
 	var repaired []string
 	for _, j := range jobs {
-		if _, err := e.Apply(ctx, j.b, j.p); err != nil {
+		// Drifted tables are replaced whole: what the engine knows of
+		// them no longer holds.
+		if _, err := e.apply(ctx, j.b, j.p, true); err != nil {
 			errs = append(errs, fmt.Errorf("tenant %s: repair: %w", j.b.Tenant, err))
 			continue
 		}

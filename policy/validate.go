@@ -56,6 +56,22 @@ func (e *ValidationError) Error() string {
 // parts of nftables object and chain names and of log prefixes.
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
+// validName is nameRE.MatchString without the regexp machinery, which
+// costs a large policy milliseconds on every Apply.
+func validName(name string) bool {
+	if len(name) == 0 || len(name) > 63 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // maxLogPrefix is the kernel's NF_LOG_PREFIXLEN less its terminating NUL.
 const maxLogPrefix = 127
 
@@ -289,7 +305,7 @@ func (v *validator) add(field, value, rule string) {
 func q(s string) string { return fmt.Sprintf("%q", s) }
 
 func (v *validator) name(field, name string) {
-	if !nameRE.MatchString(name) {
+	if !validName(name) {
 		v.add(field, q(name), "is not a valid name ("+nameRE.String()+")")
 	}
 }
@@ -444,5 +460,5 @@ func (v *validator) nat(n *NAT) {
 }
 
 func logPrefix(tenant, rule string) string {
-	return fmt.Sprintf("evpnd %s %s: ", tenant, rule)
+	return "evpnd " + tenant + " " + rule + ": "
 }

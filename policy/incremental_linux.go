@@ -1,0 +1,344 @@
+package policy
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/google/nftables"
+)
+
+// An incremental apply changes only what differs between the ruleset in
+// force and the new one, in one batch the kernel takes whole or not at
+// all: rules that went away are deleted by handle, new ones inserted
+// next to the rules they follow, set elements, chains, sets and counters
+// added or deleted. Everything else stays as it is, so the kernel does
+// not rebuild thousands of rules for a one-rule change and the counters
+// of unchanged rules keep counting. Anything it cannot express as a
+// change (a chain's hook or a set's type changed, rules in the kernel
+// not as evpnd left them) makes the caller fall back to a full replace.
+
+// errReplace says an incremental apply cannot reach the new ruleset.
+var errReplace = errors.New("ruleset needs a full replace")
+
+// chainRef names a chain across the two tables.
+type chainRef struct {
+	family nftables.TableFamily
+	name   string
+}
+
+// handles are the kernel handles of the rules of the chains evpnd knows
+// them for, in chain order. A chain changed by an incremental apply is
+// forgotten: its new rules' handles are read back when next needed.
+type handles map[chainRef][]uint64
+
+// applyChanges queues and commits the changes from old to next on c. On
+// error nothing changed in the kernel (one batch); errReplace wrapped
+// says a full replace is needed.
+func applyChanges(c *nftables.Conn, old, next *Ruleset, known handles) error {
+	var forget []chainRef
+	for _, pair := range [][2]*nftTable{{old.inet, next.inet}, {old.bridge, next.bridge}} {
+		f, err := queueTableChanges(c, pair[0], pair[1], known)
+		if err != nil {
+			// What was queued stays queued: the full replace that
+			// follows deletes the tables in the same batch after it.
+			return err
+		}
+		forget = append(forget, f...)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("apply ruleset changes: %w", err)
+	}
+	for _, r := range forget {
+		delete(known, r)
+	}
+	return nil
+}
+
+// queueTableChanges queues the changes of one table and returns the
+// chains whose rule handles change.
+func queueTableChanges(c *nftables.Conn, old, next *nftTable, known handles) ([]chainRef, error) {
+	if old.family != next.family || old.name != next.name {
+		return nil, fmt.Errorf("table %s: %w", next.name, errReplace)
+	}
+	tbl := &nftables.Table{Family: next.family, Name: next.name}
+	oldChains := map[string]*nftChain{}
+	for _, ch := range old.chains {
+		oldChains[ch.name] = ch
+	}
+	nextChains := map[string]*nftChain{}
+	for _, ch := range next.chains {
+		nextChains[ch.name] = ch
+		if o, ok := oldChains[ch.name]; ok && !sameChainType(o, ch) {
+			return nil, fmt.Errorf("chain %s changed type or hook: %w", ch.name, errReplace)
+		}
+	}
+	oldSets := map[string]*nftSet{}
+	for _, s := range old.sets {
+		oldSets[s.name] = s
+	}
+	for _, s := range next.sets {
+		if o, ok := oldSets[s.name]; ok && !sameSetType(o, s) {
+			return nil, fmt.Errorf("set %s changed type: %w", s.name, errReplace)
+		}
+	}
+
+	// Rule changes of the chains both rulesets have, worked out first:
+	// a chain whose handles cannot be learned stops everything before a
+	// message is queued.
+	type ruleChange struct {
+		chain          *nftChain
+		handles        []uint64
+		prefix, suffix int
+	}
+	var changes []ruleChange
+	var forget []chainRef
+	for _, ch := range next.chains {
+		o, ok := oldChains[ch.name]
+		if !ok {
+			continue
+		}
+		prefix, suffix := commonEnds(o.rules, ch.rules)
+		if prefix == len(o.rules) && prefix == len(ch.rules) {
+			continue
+		}
+		ref := chainRef{next.family, ch.name}
+		hs, err := learnHandles(c, tbl, o, known)
+		if err != nil {
+			return nil, err
+		}
+		changes = append(changes, ruleChange{chain: ch, handles: hs, prefix: prefix, suffix: suffix})
+		forget = append(forget, ref)
+	}
+
+	chains := map[string]*nftables.Chain{}
+	chainOf := func(ch *nftChain) *nftables.Chain {
+		if nc := chains[ch.name]; nc != nil {
+			return nc
+		}
+		nc := &nftables.Chain{Name: ch.name, Table: tbl}
+		chains[ch.name] = nc
+		return nc
+	}
+	// New chains first: verdict map elements and rules may name them.
+	for _, ch := range next.chains {
+		if _, ok := oldChains[ch.name]; ok {
+			continue
+		}
+		nc := chainOf(ch)
+		if ch.hook != nil {
+			nc.Hooknum, nc.Priority, nc.Type = ch.hook, ch.prio, ch.typ
+			nc.Policy = ptr(nftables.ChainPolicyAccept)
+		}
+		c.AddChain(nc)
+		forget = append(forget, chainRef{next.family, ch.name})
+	}
+	oldCounters := map[string]bool{}
+	for _, o := range old.counters {
+		oldCounters[o.Name] = true
+	}
+	nextCounters := map[string]bool{}
+	for _, o := range next.counters {
+		nextCounters[o.Name] = true
+		if !oldCounters[o.Name] {
+			c.AddObj(&nftables.CounterObj{Table: tbl, Name: o.Name, Packets: o.Packets, Bytes: o.Bytes})
+		}
+	}
+	nextSets := map[string]bool{}
+	for _, s := range next.sets {
+		nextSets[s.name] = true
+		o, ok := oldSets[s.name]
+		if !ok {
+			if err := c.AddSet(s.named(tbl), s.elems); err != nil {
+				return nil, fmt.Errorf("set %s: %w: %w", s.name, err, errReplace)
+			}
+			continue
+		}
+		if err := queueElementChanges(c, tbl, o, s); err != nil {
+			return nil, err
+		}
+	}
+	// Sets going away lose their elements now, so the chains their
+	// verdicts name can go.
+	for _, s := range old.sets {
+		if !nextSets[s.name] && len(s.elems) > 0 {
+			c.FlushSet(s.named(tbl))
+		}
+	}
+
+	for _, rc := range changes {
+		ch, hs := rc.chain, rc.handles
+		nc := chainOf(ch)
+		for _, h := range hs[rc.prefix : len(hs)-rc.suffix] {
+			if err := c.DelRule(&nftables.Rule{Table: tbl, Chain: nc, Handle: h}); err != nil {
+				return nil, fmt.Errorf("chain %s: %w: %w", ch.name, err, errReplace)
+			}
+		}
+		added := ch.rules[rc.prefix : len(ch.rules)-rc.suffix]
+		if rc.suffix == 0 {
+			for _, r := range added {
+				c.AddRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: r.exprs})
+			}
+			continue
+		}
+		// Each insert lands right before the first rule kept after the
+		// change, so in order they end up in order.
+		before := hs[len(hs)-rc.suffix]
+		for _, r := range added {
+			c.InsertRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: r.exprs, Position: before})
+		}
+	}
+	for _, ch := range next.chains {
+		if _, ok := oldChains[ch.name]; ok {
+			continue
+		}
+		nc := chainOf(ch)
+		for _, r := range ch.rules {
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: r.exprs})
+		}
+	}
+
+	// Chains going away: flush all of them before deleting any, so no
+	// rule of one still names another.
+	var gone []*nftables.Chain
+	for _, ch := range old.chains {
+		if _, ok := nextChains[ch.name]; !ok {
+			nc := chainOf(ch)
+			c.FlushChain(nc)
+			gone = append(gone, nc)
+			delete(known, chainRef{old.family, ch.name})
+		}
+	}
+	for _, nc := range gone {
+		c.DelChain(nc)
+	}
+	for _, s := range old.sets {
+		if !nextSets[s.name] {
+			c.DelSet(s.named(tbl))
+		}
+	}
+	for _, o := range old.counters {
+		if !nextCounters[o.Name] {
+			c.DeleteObject(&nftables.CounterObj{Table: tbl, Name: o.Name})
+		}
+	}
+	return forget, nil
+}
+
+func sameChainType(a, b *nftChain) bool {
+	if (a.hook == nil) != (b.hook == nil) {
+		return false
+	}
+	if a.hook == nil {
+		return true
+	}
+	return *a.hook == *b.hook && *a.prio == *b.prio && a.typ == b.typ
+}
+
+func sameSetType(a, b *nftSet) bool {
+	if a.key != b.key || a.interval != b.interval || (a.data == nil) != (b.data == nil) {
+		return false
+	}
+	return a.data == nil || *a.data == *b.data
+}
+
+// commonEnds returns how many rules old and next share at their start
+// and, after that, at their end.
+func commonEnds(old, next []*nftRule) (prefix, suffix int) {
+	n := min(len(old), len(next))
+	// The text says all the expressions say (see nft.go).
+	same := func(a, b *nftRule) bool { return slices.Equal(a.text, b.text) }
+	for prefix < n && same(old[prefix], next[prefix]) {
+		prefix++
+	}
+	for suffix < n-prefix && same(old[len(old)-1-suffix], next[len(next)-1-suffix]) {
+		suffix++
+	}
+	return prefix, suffix
+}
+
+// learnHandles returns the handles of ch's rules, reading them from the
+// kernel when evpnd does not know them. A chain holding other than the
+// number of rules evpnd installed has drifted: only a full replace
+// restores it.
+func learnHandles(c *nftables.Conn, tbl *nftables.Table, ch *nftChain, known handles) ([]uint64, error) {
+	ref := chainRef{tbl.Family, ch.name}
+	if hs, ok := known[ref]; ok {
+		return hs, nil
+	}
+	rules, err := c.GetRules(tbl, &nftables.Chain{Name: ch.name, Table: tbl})
+	if err != nil {
+		return nil, fmt.Errorf("chain %s: read rules: %w: %w", ch.name, err, errReplace)
+	}
+	if len(rules) != len(ch.rules) {
+		return nil, fmt.Errorf("chain %s holds %d rules, evpnd installed %d: %w", ch.name, len(rules), len(ch.rules), errReplace)
+	}
+	hs := make([]uint64, len(rules))
+	for i, r := range rules {
+		hs[i] = r.Handle
+	}
+	known[ref] = hs
+	return hs, nil
+}
+
+// queueElementChanges brings the elements of set old to those of next.
+// Interval sets are refilled whole: their elements come in start and end
+// pairs that only make sense together.
+func queueElementChanges(c *nftables.Conn, tbl *nftables.Table, old, next *nftSet) error {
+	s := next.named(tbl)
+	if next.interval {
+		if slices.EqualFunc(old.elems, next.elems, func(a, b nftables.SetElement) bool { return elemID(a) == elemID(b) }) {
+			return nil
+		}
+		c.FlushSet(s)
+		if len(next.elems) == 0 {
+			return nil
+		}
+		if err := c.SetAddElements(s, next.elems); err != nil {
+			return fmt.Errorf("set %s: %w: %w", next.name, err, errReplace)
+		}
+		return nil
+	}
+	oldByKey := map[string]string{}
+	for _, e := range old.elems {
+		oldByKey[string(e.Key)] = elemID(e)
+	}
+	nextByKey := map[string]string{}
+	var add []nftables.SetElement
+	for _, e := range next.elems {
+		nextByKey[string(e.Key)] = elemID(e)
+		if oldByKey[string(e.Key)] != elemID(e) {
+			add = append(add, e)
+		}
+	}
+	var del []nftables.SetElement
+	for _, e := range old.elems {
+		if id, ok := nextByKey[string(e.Key)]; !ok || id != elemID(e) {
+			del = append(del, nftables.SetElement{Key: e.Key})
+		}
+	}
+	if len(del) > 0 {
+		if err := c.SetDeleteElements(s, del); err != nil {
+			return fmt.Errorf("set %s: %w: %w", next.name, err, errReplace)
+		}
+	}
+	if len(add) > 0 {
+		if err := c.SetAddElements(s, add); err != nil {
+			return fmt.Errorf("set %s: %w: %w", next.name, err, errReplace)
+		}
+	}
+	return nil
+}
+
+// elemID identifies an element with what it maps to.
+func elemID(e nftables.SetElement) string {
+	id := hex.EncodeToString(e.Key) + "/" + hex.EncodeToString(e.Val)
+	if e.IntervalEnd {
+		id += "/end"
+	}
+	if v := e.VerdictData; v != nil {
+		id += fmt.Sprintf("/%d:%s", v.Kind, v.Chain)
+	}
+	return id
+}

@@ -1,0 +1,404 @@
+package policy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// applyLog records whether each Apply of an engine was incremental, from
+// the engine's debug log.
+type applyLog struct {
+	mu          sync.Mutex
+	incremental []bool
+}
+
+func (l *applyLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *applyLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *applyLog) WithGroup(string) slog.Handler            { return l }
+func (l *applyLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "policy applied" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "incremental" {
+			l.mu.Lock()
+			l.incremental = append(l.incremental, a.Value.Bool())
+			l.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func (l *applyLog) last() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.incremental) > 0 && l.incremental[len(l.incremental)-1]
+}
+
+func newLoggedEngine(t *testing.T) (*Nftables, *applyLog) {
+	l := &applyLog{}
+	e, err := New(Options{Logger: slog.New(l)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, l
+}
+
+// bareNamespace makes an empty namespace for rulesets that see no
+// traffic and returns its name.
+func bareNamespace(t *testing.T, role string) string {
+	t.Helper()
+	requireRoot(t)
+	b := make([]byte, 3)
+	rand.Read(b)
+	ns := "pi" + role + "-" + hex.EncodeToString(b)
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	return ns
+}
+
+func bareBinding(ns string) Binding {
+	return Binding{Tenant: "blue", Namespace: ns, Segments: []SegmentBinding{
+		{Name: "web", Bridge: "br100", Ports: []string{"tap-a", "tap-b"}},
+		{Name: "db", Bridge: "br200", Ports: []string{"tap-c"}},
+	}}
+}
+
+// kernelRule is one rule as nft reads it back from the kernel.
+type kernelRule struct {
+	chain  string
+	body   string // the rule without its handle
+	handle uint64
+}
+
+// kernelTables reads evpnd's tables back with nft and returns them
+// normalized — no handles, chains, sets and elements sorted by name,
+// rules in chain order — so that two namespaces holding the same
+// ruleset compare equal however each got it, together with the rules
+// and their handles.
+func kernelTables(t *testing.T, ns string) (string, []kernelRule) {
+	t.Helper()
+	var objs []string
+	var rules []kernelRule
+	for _, fam := range []string{"inet", "bridge"} {
+		out, err := exec.Command("ip", "netns", "exec", ns, "nft", "-j", "list", "table", fam, TableName).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list table %s %s in %s: %v: %s", fam, TableName, ns, err, out)
+		}
+		var doc struct {
+			Nftables []map[string]map[string]any `json:"nftables"`
+		}
+		if err := json.Unmarshal(out, &doc); err != nil {
+			t.Fatalf("nft json: %v", err)
+		}
+		index := map[string]int{}
+		for _, o := range doc.Nftables {
+			for kind, v := range o {
+				if kind == "metainfo" {
+					continue
+				}
+				h, _ := v["handle"].(float64)
+				delete(v, "handle")
+				if e, ok := v["elem"].([]any); ok {
+					slices.SortFunc(e, func(a, b any) int { return strings.Compare(jsonText(t, a), jsonText(t, b)) })
+				}
+				body := jsonText(t, v)
+				key := fam + " " + kind + " "
+				if kind == "rule" {
+					chain := v["chain"].(string)
+					key += fmt.Sprintf("%s %06d", chain, index[chain])
+					index[chain]++
+					rules = append(rules, kernelRule{chain: fam + " " + chain, body: body, handle: uint64(h)})
+				} else {
+					key += fmt.Sprint(v["name"])
+				}
+				objs = append(objs, key+" "+body)
+			}
+		}
+	}
+	slices.Sort(objs)
+	return strings.Join(objs, "\n"), rules
+}
+
+func jsonText(t *testing.T, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// freshApply applies p with a new engine into a new namespace and
+// returns the normalized tables there: what a full apply makes.
+func freshApply(t *testing.T, ns string, p Policy, addrs map[string][]netip.Addr) string {
+	t.Helper()
+	e, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	for port, a := range addrs {
+		if err := e.SetPortAddresses(ctx, "blue", port, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Apply(ctx, bareBinding(ns), p); err != nil {
+		t.Fatalf("fresh apply: %v", err)
+	}
+	got, _ := kernelTables(t, ns)
+	if err := e.Remove(ctx, "blue"); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestPrivilegedIncrementalOneRule changes one rule of an applied
+// 500-rule policy: only that rule's kernel rules may get new handles,
+// and the result must equal a full apply of the changed policy.
+func TestPrivilegedIncrementalOneRule(t *testing.T) {
+	nsA, nsB := bareNamespace(t, "a"), bareNamespace(t, "b")
+	e, log := newLoggedEngine(t)
+	ctx := context.Background()
+	addrs := map[string][]netip.Addr{"tap-a": {netip.MustParseAddr("10.0.1.11")}, "tap-b": {netip.MustParseAddr("10.0.1.12")}}
+	for port, a := range addrs {
+		if err := e.SetPortAddresses(ctx, "blue", port, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := scalePolicy(500)
+	if _, err := e.Apply(ctx, bareBinding(nsA), p); err != nil {
+		t.Fatal(err)
+	}
+	_, before := kernelTables(t, nsA)
+	p.Rules[250].Ports = []PortRange{{65000, 65000}}
+	if _, err := e.Apply(ctx, bareBinding(nsA), p); err != nil {
+		t.Fatal(err)
+	}
+	if !log.last() {
+		t.Fatal("one-rule change was not applied incrementally")
+	}
+	got, after := kernelTables(t, nsA)
+	if want := freshApply(t, nsB, p, addrs); got != want {
+		t.Fatalf("incremental apply differs from a full apply:\n%s", lineDiff(got, want))
+	}
+	if len(after) != len(before) {
+		t.Fatalf("%d rules after a one-rule change, %d before", len(after), len(before))
+	}
+	kept := map[uint64]bool{}
+	for _, r := range before {
+		kept[r.handle] = true
+	}
+	var fresh []kernelRule
+	for _, r := range after {
+		if !kept[r.handle] {
+			fresh = append(fresh, r)
+		}
+	}
+	// Rule 250 (port group g, address group nets) is one kernel rule per
+	// family; only those are new.
+	changed := 0
+	for _, r := range after {
+		if strings.Contains(r.body, `"rule_r250"`) {
+			changed++
+		}
+	}
+	if changed != 2 || len(fresh) != changed {
+		t.Fatalf("%d rules with new handles after a one-rule change, want the %d of the changed rule: %+v", len(fresh), changed, fresh)
+	}
+	for _, r := range fresh {
+		if !strings.Contains(r.body, `"rule_r250"`) || !strings.Contains(r.body, "65000") {
+			t.Errorf("rule with a new handle is not the changed rule: %+v", r)
+		}
+	}
+}
+
+// TestPrivilegedIncrementalSequence applies a random sequence of policy
+// edits incrementally and requires after each one the kernel tables a
+// full apply of the same policy makes.
+func TestPrivilegedIncrementalSequence(t *testing.T) {
+	nsA, nsB := bareNamespace(t, "a"), bareNamespace(t, "b")
+	e, log := newLoggedEngine(t)
+	ctx := context.Background()
+	addrs := map[string][]netip.Addr{
+		"tap-a": {netip.MustParseAddr("10.0.1.11"), netip.MustParseAddr("fd00:1::11")},
+		"tap-b": {netip.MustParseAddr("10.0.1.12")},
+		"tap-c": {netip.MustParseAddr("10.0.2.21")},
+	}
+	for port, a := range addrs {
+		if err := e.SetPortAddresses(ctx, "blue", port, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	p := scalePolicy(40)
+	p.AddressGroups = append(p.AddressGroups, AddressGroup{Name: "more", Prefixes: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/24")}})
+	next := 40
+	if _, err := e.Apply(ctx, bareBinding(nsA), p); err != nil {
+		t.Fatal(err)
+	}
+	for step := range 50 {
+		q := p
+		q.Rules = slices.Clone(p.Rules)
+		q.AddressGroups = slices.Clone(p.AddressGroups)
+		q.Segments = slices.Clone(p.Segments)
+		i := rng.IntN(len(q.Rules))
+		var what string
+		switch k := rng.IntN(9); {
+		case k == 0 || len(q.Rules) < 5:
+			r := q.Rules[i]
+			r.Name, r.Priority = fmt.Sprintf("n%d", next), rng.IntN(60)
+			next++
+			q.Rules = slices.Insert(q.Rules, i, r)
+			what = "add rule " + r.Name
+		case k == 1:
+			what = "remove rule " + q.Rules[i].Name
+			q.Rules = slices.Delete(q.Rules, i, i+1)
+		case k == 2:
+			q.Rules[i].Ports = []PortRange{{uint16(2000 + rng.IntN(100)), uint16(2100 + rng.IntN(100))}, {9000, 9000}}
+			what = "change ports of " + q.Rules[i].Name
+		case k == 3:
+			q.Rules[i].Remote = Remote{Prefixes: []netip.Prefix{
+				netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 9, byte(rng.IntN(256)), 0}), 24),
+				netip.MustParsePrefix("fd00:9::/64")}}
+			what = "change remote of " + q.Rules[i].Name
+		case k == 4:
+			q.Rules[i].Remote = Remote{AddressGroup: "more"}
+			what = "rule " + q.Rules[i].Name + " to group more"
+		case k == 5:
+			g := AddressGroup{Name: "more"}
+			for range 1 + rng.IntN(4) {
+				g.Prefixes = append(g.Prefixes, netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, byte(rng.IntN(8)), 0}), 24))
+			}
+			if rng.IntN(2) == 0 {
+				g.Prefixes = append(g.Prefixes, netip.MustParsePrefix("fd00:77::/48"))
+			}
+			q.AddressGroups[len(q.AddressGroups)-1] = g
+			what = fmt.Sprintf("group more = %v", g.Prefixes)
+		case k == 6:
+			actions := []Action{ActionAllow, ActionDeny, ActionReject}
+			q.Rules[i].Action = actions[rng.IntN(3)]
+			q.Rules[i].Log = rng.IntN(2) == 0
+			what = "action of " + q.Rules[i].Name
+		case k == 7:
+			if q.Rules[i].DSCP == nil {
+				q.Rules[i].Action, q.Rules[i].DSCP = ActionAllow, ptr(uint8(rng.IntN(3)*8))
+			} else {
+				q.Rules[i].DSCP = nil
+			}
+			what = "marking of " + q.Rules[i].Name
+		default:
+			defaults := []Action{ActionAllow, ActionDeny, ActionReject}
+			q.Segments = []SegmentDefault{{Segment: "web", Ingress: defaults[rng.IntN(3)], Egress: defaults[rng.IntN(3)]}}
+			what = fmt.Sprintf("segment defaults %v", q.Segments)
+		}
+		if _, err := e.Apply(ctx, bareBinding(nsA), q); err != nil {
+			t.Fatalf("step %d (%s): apply: %v", step, what, err)
+		}
+		if !log.last() {
+			t.Fatalf("step %d (%s): not applied incrementally", step, what)
+		}
+		got, _ := kernelTables(t, nsA)
+		if want := freshApply(t, nsB, q, addrs); got != want {
+			t.Fatalf("step %d (%s): incremental apply differs from a full apply:\n%s", step, what, lineDiff(got, want))
+		}
+		p = q
+	}
+}
+
+// lineDiff lists the lines only one of got and want has.
+func lineDiff(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	var b strings.Builder
+	for _, l := range g {
+		if !slices.Contains(w, l) {
+			fmt.Fprintf(&b, "+ %s\n", l)
+		}
+	}
+	for _, l := range w {
+		if !slices.Contains(g, l) {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
+	}
+	return b.String()
+}
+
+// TestPrivilegedIncrementalTraffic changes rules of an applied policy
+// incrementally and requires traffic to follow the new policy while the
+// counter of an unchanged rule keeps its count.
+func TestPrivilegedIncrementalTraffic(t *testing.T) {
+	l := newLab(t)
+	e, log := newLoggedEngine(t)
+	ctx := context.Background()
+	for port, a := range map[string]string{"tap-a": "10.0.1.11", "tap-c": "10.0.2.21"} {
+		if err := e.SetPortAddresses(ctx, "blue", port, []netip.Addr{netip.MustParseAddr(a)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filterPolicy()
+	if _, err := e.Apply(ctx, l.binding(), p); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	w1, w2 := l.w["w1"], l.w["w2"]
+	l.listenTCP(w1, 8080)
+	l.listenTCP(w1, 9090)
+	if c, err := l.dialTCP(w2, "10.0.1.11:8080"); err != nil || echo(c) != nil {
+		t.Fatalf("allowed port before the change: %v", err)
+	}
+	if _, err := l.dialTCP(w2, "10.0.1.11:9090"); !isRefused(err) {
+		t.Fatalf("rejected port before the change: want connection refused, got %v", err)
+	}
+	counted := counters(t, e)["web-8080"].Packets
+	if counted == 0 {
+		t.Fatal("web-8080 counted nothing for an allowed connection")
+	}
+
+	q := p
+	q.Rules = slices.Clone(p.Rules)
+	q.Rules[1].Action = ActionAllow // rej-9090
+	if _, err := e.Apply(ctx, l.binding(), q); err != nil {
+		t.Fatalf("apply change: %v", err)
+	}
+	if !log.last() {
+		t.Fatal("change was not applied incrementally")
+	}
+	if got := counters(t, e)["web-8080"].Packets; got < counted {
+		t.Fatalf("web-8080 counter went from %d to %d over a change of another rule", counted, got)
+	}
+	if c, err := l.dialTCP(w2, "10.0.1.11:9090"); err != nil || echo(c) != nil {
+		t.Fatalf("port allowed by the changed rule: %v", err)
+	}
+	if c, err := l.dialTCP(w2, "10.0.1.11:8080"); err != nil || echo(c) != nil {
+		t.Fatalf("allowed port after the change: %v", err)
+	}
+	if got := counters(t, e)["web-8080"].Packets; got <= counted {
+		t.Fatalf("web-8080 counter %d after a second connection, %d before the change: it stopped counting", got, counted)
+	}
+
+	q.Rules = slices.Delete(slices.Clone(q.Rules), 0, 1) // web-8080 goes
+	if _, err := e.Apply(ctx, l.binding(), q); err != nil {
+		t.Fatalf("apply removal: %v", err)
+	}
+	if !log.last() {
+		t.Fatal("removal was not applied incrementally")
+	}
+	if _, err := l.dialTCP(w2, "10.0.1.11:8080"); !isTimeout(err) {
+		t.Fatalf("port of a removed rule (segment default deny): want timeout, got %v", err)
+	}
+	if _, ok := counters(t, e)["web-8080"]; ok {
+		t.Fatal("counter of a removed rule is still there")
+	}
+}
