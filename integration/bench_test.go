@@ -121,3 +121,27 @@ func TestPrivilegedBenchRestartSmoke(t *testing.T) {
 		})
 	}
 }
+
+// TestPrivilegedBenchScaleOutSmoke runs B7 with four hosts and four
+// tenants against both devices under test. RunScaleOut fails unless every
+// host ends up with every remote MAC of its tenants pointing at the right
+// VTEP; times and memory are logged.
+func TestPrivilegedBenchScaleOutSmoke(t *testing.T) {
+	opts := benchOptions(t)
+	so := convergence.ScaleOutOptions{Hosts: 4, Tenants: 4, MACs: 3}
+	for _, dut := range convergence.DUTs {
+		t.Run(string(dut), func(t *testing.T) {
+			opts := opts
+			opts.Logf = t.Logf
+			res, err := convergence.RunScaleOut(context.Background(), dut, so, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.RSS) != so.Hosts || res.RSSMax() == 0 || res.RemoteMin != 18 || res.RemoteMax != 18 {
+				t.Errorf("result %+v: want an RSS for each of %d hosts and 18 remote macs on each", res, so.Hosts)
+			}
+			t.Logf("%s: every host has every remote mac %s after the first frame; rss per host median %.0f MB",
+				dut, res.Converge, float64(res.RSSMedian())/(1<<20))
+		})
+	}
+}

@@ -11,12 +11,15 @@
 //   - restart: B6, the DUT restarts holding routes with a flow through it.
 //   - policy: B5 (policybench), compile and apply of large and many tenant
 //     policies, a one-rule change, TCP throughput with a large policy.
+//   - scaleout: B7, many hosts and tenants behind two FRR route
+//     reflectors, until every host has every remote MAC, and RSS per host.
 //
 // With -report it writes the markdown report and its PNG plot.
 //
-//	bench [-suites ingest,learn,restart,policy] [-routes 10000,100000]
+//	bench [-suites ingest,learn,restart,policy,scaleout] [-routes 10000,100000]
 //	      [-learn-macs 1000] [-moves 200] [-restart-routes 100000]
 //	      [-policy-rules 1000,10000] [-policy-tenants 1000]
+//	      [-b7-hosts 30] [-b7-frr-hosts 30] [-b7-tenants 100] [-b7-macs 10]
 //	      [-report docs/benchmarks.md] [-json FILE] [-keep] [-timeout 5m] [-v]
 //
 // It needs root; the ingest suite needs FRR, the policy suite iperf3.
@@ -69,13 +72,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	keep := fs.Bool("keep", false, "keep a failed run's lab up for debugging")
 	timeout := fs.Duration("timeout", 5*time.Minute, "limit for one run (bring-up, injection, convergence, teardown)")
 	verbose := fs.Bool("v", false, "log progress to stderr")
-	suitesFlag := fs.String("suites", "ingest,learn,restart,policy", "comma-separated suites to run: ingest (B1 route ingest, B2 withdrawal), learn (B3 local learn, B4 MAC move), restart (B6), policy (B5 policy engine)")
+	suitesFlag := fs.String("suites", "ingest,learn,restart,policy,scaleout", "comma-separated suites to run: ingest (B1 route ingest, B2 withdrawal), learn (B3 local learn, B4 MAC move), restart (B6), policy (B5 policy engine), scaleout (B7)")
 	learnMACs := fs.Int("learn-macs", 1000, "B3: new MACs learned one at a time")
 	moves := fs.Int("moves", 200, "B4: MAC moves")
 	restartRoutes := fs.Int("restart-routes", 100000, "B6: remote routes the DUT holds while it restarts")
 	reportPath := fs.String("report", "", "write the markdown report (and <name>-ingest.png next to it) to this file, e.g. docs/benchmarks.md")
 	policyRules := fs.String("policy-rules", "1000,10000", "comma-separated policy sizes of the policy suite (one tenant each)")
 	policyTenants := fs.Int("policy-tenants", 1000, "tenants of the policy suite's many-tenant run")
+	b7Hosts := fs.Int("b7-hosts", 30, "B7: evpnd hosts")
+	b7FRRHosts := fs.Int("b7-frr-hosts", 0, "B7: FRR hosts, for a machine that cannot hold -b7-hosts of them (default -b7-hosts)")
+	b7Tenants := fs.Int("b7-tenants", 100, "B7: tenants (L2VNIs), each on three hosts")
+	b7MACs := fs.Int("b7-macs", 10, "B7: workload MACs of each tenant on each of its hosts")
 	fromJSON := fs.String("from-json", "", "run nothing: write -report from the figures a run saved with -json")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -101,6 +108,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if *learnMACs < 1 || *moves < 1 || *restartRoutes < 1 {
 		return fmt.Errorf("-learn-macs %d, -moves %d, -restart-routes %d: each must be positive", *learnMACs, *moves, *restartRoutes)
 	}
+	if *b7FRRHosts == 0 {
+		*b7FRRHosts = *b7Hosts
+	}
+	b7 := map[convergence.DUT]convergence.ScaleOutOptions{
+		convergence.Evpnd: {Hosts: *b7Hosts, Tenants: *b7Tenants, MACs: *b7MACs},
+		convergence.FRR:   {Hosts: *b7FRRHosts, Tenants: *b7Tenants, MACs: *b7MACs},
+	}
+	for _, so := range b7 {
+		if so.Hosts < 2 || so.Hosts > convergence.MaxScaleOutHosts || so.Tenants < 1 || so.Tenants > convergence.MaxScaleOutTenants || so.MACs < 1 || so.MACs > convergence.MaxScaleOutMACs {
+			return fmt.Errorf("-b7-hosts %d, -b7-frr-hosts %d, -b7-tenants %d, -b7-macs %d: want 2..%d hosts, 1..%d tenants, 1..%d macs",
+				*b7Hosts, *b7FRRHosts, *b7Tenants, *b7MACs, convergence.MaxScaleOutHosts, convergence.MaxScaleOutTenants, convergence.MaxScaleOutMACs)
+		}
+	}
 	if *policyTenants < 1 {
 		return fmt.Errorf("-policy-tenants: %d is not a positive number", *policyTenants)
 	}
@@ -115,7 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			return err
 		}
 	}
-	if suites["ingest"] || suites["learn"] || suites["restart"] {
+	if suites["ingest"] || suites["learn"] || suites["restart"] || suites["scaleout"] {
 		for _, d := range convergence.DUTs {
 			if err := convergence.Check(d, opts); err != nil {
 				return err
@@ -189,6 +209,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}
 		printRestart(stdout, rep.Restart)
 	}
+	if suites["scaleout"] {
+		for _, d := range convergence.DUTs {
+			so := b7[d]
+			fmt.Fprintf(stderr, "bench: scale-out, %s, %d hosts, %d tenants, %d macs per tenant and host ...\n", d, so.Hosts, so.Tenants, so.MACs)
+			res, err := convergence.RunScaleOut(ctx, d, so, opts)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "bench: %s, %d hosts: every host has every remote mac after %.2f s; rss per host median %.0f MB, max %.0f MB\n",
+				d, so.Hosts, res.Converge.Seconds(), mb(res.RSSMedian()), mb(res.RSSMax()))
+			rep.ScaleOut = append(rep.ScaleOut, res)
+		}
+		printScaleOut(stdout, rep.ScaleOut)
+	}
 	if suites["policy"] {
 		fmt.Fprintln(stderr, "bench: policy suite ...")
 		res, err := policybench.Run(ctx, popts)
@@ -223,10 +257,10 @@ func parseSuites(s string) (map[string]bool, error) {
 	suites := map[string]bool{}
 	for i, f := range strings.Split(s, ",") {
 		switch f = strings.TrimSpace(f); f {
-		case "ingest", "learn", "restart", "policy":
+		case "ingest", "learn", "restart", "policy", "scaleout":
 			suites[f] = true
 		default:
-			return nil, fmt.Errorf("-suites: item %d %q is not ingest, learn, restart or policy", i, f)
+			return nil, fmt.Errorf("-suites: item %d %q is not ingest, learn, restart, policy or scaleout", i, f)
 		}
 	}
 	return suites, nil
@@ -274,6 +308,17 @@ func printRestart(w io.Writer, rs []convergence.RestartResult) {
 		for _, x := range r.Restarts {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%.2f\t%d\t%d\t\n", r.DUT, r.Routes, x.Mode, x.Reconcile.Seconds(), x.Lost, x.Sent)
 		}
+	}
+	tw.Flush()
+}
+
+func printScaleOut(w io.Writer, rs []convergence.ScaleOutResult) {
+	fmt.Fprintln(w, "\nB7 scale-out: every workload sends a gratuitous ARP -> every host has every remote MAC of its tenants; RSS per host (VmHWM)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "dut\thosts\ttenants\tremote macs per host\tall hosts s\thost p50 s\tRSS p50 MB\tRSS max MB\tsessions s\t")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.2f\t%.2f\t%.0f\t%.0f\t%.1f\t\n", r.DUT, r.Hosts, r.Tenants, report.RemoteRange(r),
+			r.Converge.Seconds(), r.HostConvergeMedian().Seconds(), mb(r.RSSMedian()), mb(r.RSSMax()), r.Sessions.Seconds())
 	}
 	tw.Flush()
 }

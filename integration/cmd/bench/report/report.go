@@ -46,6 +46,8 @@ type Data struct {
 	Fabric  []convergence.FabricResult  `json:"fabric,omitempty"`  // evpnd, FRR
 	Restart []convergence.RestartResult `json:"restart,omitempty"` // evpnd, FRR
 	Policy  *policybench.Result         `json:"policy,omitempty"`
+	// ScaleOut is B7: evpnd, FRR.
+	ScaleOut []convergence.ScaleOutResult `json:"scaleout,omitempty"`
 	// Failed is why the run stopped early; what it measured before is
 	// still reported.
 	Failed string `json:"failed,omitempty"`
@@ -112,7 +114,7 @@ func Markdown(d Data, png string, plotted bool) []byte {
 		m.CPU, m.Cores, float64(m.MemoryBytes)/(1<<30), m.Kernel, m.GoVersion, m.FRRVersion, m.EvpndVersion)
 	p("## How to reproduce\n\n")
 	p("As root, with FRR installed (`make deps`):\n\n```\nmake bench                      # the defaults of the Makefile\n%s\n```\n\n", d.Command)
-	p("`go run ./integration/cmd/bench -h` lists the flags: `-suites` picks benchmarks (ingest = B1+B2, learn = B3+B4, restart = B6, policy = B5), `-routes`, `-learn-macs`, `-moves`, `-restart-routes` size them, `-json` also writes the raw figures, `-keep` keeps a failed run's lab.\n\n")
+	p("`go run ./integration/cmd/bench -h` lists the flags: `-suites` picks benchmarks (ingest = B1+B2, learn = B3+B4, restart = B6, policy = B5, scaleout = B7), `-routes`, `-learn-macs`, `-moves`, `-restart-routes`, `-b7-hosts`, `-b7-frr-hosts`, `-b7-tenants`, `-b7-macs` size them, `-json` also writes the raw figures, `-keep` keeps a failed run's lab.\n\n")
 
 	p("## Targets\n\n| target | evpnd | met |\n|---|---|---|\n")
 	targets(&b, d)
@@ -163,7 +165,9 @@ func Markdown(d Data, png string, plotted bool) []byte {
 		policybench.Print(&b, *d.Policy)
 		p("```\n\n")
 	}
-	p("B7 (scale-out) is not part of this suite.\n\n")
+	if len(d.ScaleOut) > 0 {
+		scaleOut(&b, d.ScaleOut)
+	}
 	p("## Optimizations\n\nEach optimization, with its before/after figures and the floor it hit, is logged by hand in [optimizations.md](optimizations.md).\n")
 	return b.Bytes()
 }
@@ -210,6 +214,52 @@ func targets(b *bytes.Buffer, d Data) {
 		for _, x := range r.Restarts {
 			row(fmt.Sprintf("B6 %s at %d routes: zero packets lost", x.Mode, r.Routes), fmt.Sprintf("%d lost", x.Lost), x.Lost == 0)
 		}
+	}
+}
+
+// RemoteRange is how many remote MACs one host of a B7 run installs.
+func RemoteRange(r convergence.ScaleOutResult) string {
+	if r.RemoteMin == r.RemoteMax {
+		return fmt.Sprint(r.RemoteMin)
+	}
+	return fmt.Sprintf("%d-%d", r.RemoteMin, r.RemoteMax)
+}
+
+// scaleOut is the B7 section.
+func scaleOut(b *bytes.Buffer, rs []convergence.ScaleOutResult) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	r0 := rs[0]
+	p("## B7 scale-out\n\n")
+	p("This is how evpnd grows past one machine: the fabric's own route reflectors carry it. Hosts of the DUT's kind (each a network namespace on this machine) and two FRR route reflectors (bgpd only, not peering with each other) share one underlay bridge; every host is an iBGP client of both. Tenant t (an L2VNI; for evpnd its own tenant namespace on each of its hosts, for FRR a bridge and VXLAN device in the host's namespace, as this kernel has no VRF devices) lives on three hosts spread around the ring (t, t + n/3, t + 2n/3 modulo the n hosts). Each tenant has %d workload MACs on each of its hosts, each on the tenant's bridge port through a veth pair. The lab comes up and waits until both route reflectors have every host established, every workload port is on its bridge (and, for FRR, bgpd knows every VNI from zebra), and 2 s more; then every workload sends one gratuitous ARP, all in one burst. The time is from the first frame until the last host has the last remote MAC of its tenants pointing at the right VTEP, seen through a netlink FDB subscription in every bridge namespace; the median host's own time is given too. RSS is each host's VmHWM afterwards: evpnd, or bgpd + zebra; the route reflectors are not counted.\n\n", r0.MACs)
+	ev, fr, ok := pair(rs, func(r convergence.ScaleOutResult) convergence.DUT { return r.DUT })
+	if !ok {
+		// One DUT only (the other failed): its figures without ratios.
+		p("| DUT | hosts | tenants | remote MACs per host | all hosts s | RSS median MiB | RSS max MiB |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, r := range rs {
+			p("| %s | %d | %d | %s | %.2f | %.1f | %.1f |\n", r.DUT, r.Hosts, r.Tenants, RemoteRange(r), r.Converge.Seconds(), mib(r.RSSMedian()), mib(r.RSSMax()))
+		}
+		p("\n")
+		return
+	}
+	hosts, remote := fmt.Sprint(ev.Hosts), RemoteRange(ev)
+	if ev.Hosts != fr.Hosts || ev.Tenants != fr.Tenants || ev.MACs != fr.MACs {
+		hosts = fmt.Sprintf("%d / %d", ev.Hosts, fr.Hosts)
+		remote = RemoteRange(ev) + " / " + RemoteRange(fr)
+	}
+	p("| hosts | tenants | remote MACs per host | evpnd s | FRR s | ratio | evpnd RSS median MiB | evpnd RSS max MiB | FRR RSS median MiB | FRR RSS max MiB | RSS median ratio | RSS max ratio |\n")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| %s | %d | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f |\n\n", hosts, ev.Tenants, remote,
+		ev.Converge.Seconds(), fr.Converge.Seconds(), ratio(ev.Converge, fr.Converge),
+		mib(ev.RSSMedian()), mib(ev.RSSMax()), mib(fr.RSSMedian()), mib(fr.RSSMax()),
+		float64(ev.RSSMedian())/float64(max(1, fr.RSSMedian())), float64(ev.RSSMax())/float64(max(1, fr.RSSMax())))
+	if ev.Hosts != fr.Hosts || ev.Tenants != fr.Tenants || ev.MACs != fr.MACs {
+		p("FRR ran with %d hosts and evpnd with %d (evpnd / FRR in the columns above): this machine could not hold %d FRR hosts, so the ratios compare runs of different sizes.\n\n", fr.Hosts, ev.Hosts, ev.Hosts)
+	}
+	p("The first remote MAC was installed on some host %.0f ms after the first frame with evpnd and %.0f ms with FRR. The median host had all its remote MACs after %.2f s with evpnd and %.2f s with FRR (ratio %.2f). Not timed: the lab bring-up (daemons started one after the other) took %.1f s and %.1f s, the sessions of every host with both route reflectors came up %.1f s and %.1f s after it.\n\n",
+		ms(ev.First), ms(fr.First), ev.HostConvergeMedian().Seconds(), fr.HostConvergeMedian().Seconds(), ratio(ev.HostConvergeMedian(), fr.HostConvergeMedian()),
+		ev.BringUp.Seconds(), fr.BringUp.Seconds(), ev.Sessions.Seconds(), fr.Sessions.Seconds())
+	if ev.Resent+fr.Resent > 0 {
+		p("Frames sent again because no bridge had learned their MAC after 2 s: evpnd %d, FRR %d.\n\n", ev.Resent, fr.Resent)
 	}
 }
 
