@@ -291,7 +291,7 @@ func printTable(w io.Writer, rows []report.Row) {
 }
 
 func printFabric(w io.Writer, rs []convergence.FabricResult) {
-	fmt.Fprintln(w, "\nB3 learn: new MAC on host1 -> type-2 at the route reflector's client; B4 move: frame on host2 -> host3's FDB points at host2")
+	fmt.Fprintln(w, "\nB3 learn: new MAC on host1 -> its type-2 at the route reflector's interface; B4 move: frame on host2 -> host3's FDB points at host2")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "dut\tlearn p50 ms\tlearn p99 ms\tmove p50 ms\tmove p99 ms\t")
 	for _, r := range rs {

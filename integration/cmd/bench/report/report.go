@@ -138,14 +138,15 @@ func Markdown(d Data, png string, plotted bool) []byte {
 	}
 	if ev, fr, ok := pair(d.Fabric, func(f convergence.FabricResult) convergence.DUT { return f.DUT }); ok {
 		p("## B3 local learn latency and B4 MAC move\n\n")
-		p("Three hosts of the DUT's kind and a listener (a GoBGP speaker) are clients of an FRR route reflector (bgpd); the route reflector's delay is in both DUTs' figures. B3: a workload on host1 sends a gratuitous ARP from a new source MAC (raw frame on its port, one MAC at a time); the time is from sending it until the listener receives the type-2. B4: a MAC learned on host1 is flushed from host1's port (as when its VM leaves) and sends a gratuitous ARP on host2; the time is until host3's kernel FDB points the MAC at host2's VTEP, seen through a netlink subscription in host3's bridge namespace. Each move uses a fresh MAC, so duplicate detection never fires.\n\n")
+		p("Three hosts of the DUT's kind and a listener (a GoBGP speaker) are clients of an FRR route reflector (bgpd). B3: a workload on host1 sends a gratuitous ARP from a new source MAC (raw frame on its port, one MAC at a time); the time is from sending it until the BGP segment carrying its type-2 arrives at the route reflector, taken by a packet socket on the reflector's interface with kernel receive timestamps (SO_TIMESTAMPNS), before the reflector does anything with it. \"B3 via the reflector\" is the same MAC until the listener, another client, receives the type-2: it adds the reflector's own work, and FRR's bgpd holds its route-processing queue 50 ms before working it (`process_main_queue`, hold 50 ms), which is the fixed step in those figures and in B4. B4: a MAC learned on host1 is flushed from host1's port (as when its VM leaves) and sends a gratuitous ARP on host2; the time is until host3's kernel FDB points the MAC at host2's VTEP, seen through a netlink subscription in host3's bridge namespace, so it crosses the reflector. Each move uses a fresh MAC, so duplicate detection never fires.\n\n")
 		p("| benchmark | samples | evpnd p50 ms | FRR p50 ms | p50 ratio | evpnd p99 ms | FRR p99 ms | p99 ratio | evpnd max ms | FRR max ms |\n")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		lat := func(name string, e, f convergence.Latency) {
 			p("| %s | %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.1f | %.1f |\n", name, e.Samples,
 				ms(e.P50), ms(f.P50), ratio(e.P50, f.P50), ms(e.P99), ms(f.P99), ratio(e.P99, f.P99), ms(e.Max), ms(f.Max))
 		}
-		lat("B3 learn", ev.Learn, fr.Learn)
+		lat("B3 learn, at the reflector", ev.Learn, fr.Learn)
+		lat("B3 via the reflector", ev.LearnViaRR, fr.LearnViaRR)
 		lat("B4 move", ev.Move, fr.Move)
 		p("\n")
 	}
