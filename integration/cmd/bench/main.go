@@ -275,7 +275,7 @@ func printMachine(w io.Writer, m convergence.Machine, ingest bool) {
 		fmt.Fprintln(w)
 		return
 	}
-	fmt.Fprintf(w, "time: session established -> all MACs extern_learn in the kernel FDB (polled every 100 ms, or the last dump's duration if longer); RSS: peak (VmHWM)\n\n")
+	fmt.Fprintf(w, "time: session established -> all MACs extern_learn in the kernel FDB (from the kernel's neighbor notifications); RSS: peak (VmHWM)\n\n")
 }
 
 func printTable(w io.Writer, rows []report.Row) {

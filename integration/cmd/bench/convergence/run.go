@@ -75,16 +75,22 @@ type Result struct {
 	DUT    DUT `json:"dut"`
 	Routes int `json:"routes"`
 	// Converge is from the injector seeing the session established until
-	// the first FDB poll that finds all Routes MACs. Polls are 100 ms
-	// apart, or as far apart as the last dump took when that is longer.
+	// the kernel's neighbor notifications in the DUT's bridge namespace
+	// have announced all Routes MACs (read as they come). Should the
+	// notifications overflow (DumpFallback), it is until the first FDB
+	// dump that finds them all, dumps 100 ms apart or as far apart as the
+	// last dump took.
 	Converge time.Duration `json:"converge_ns"`
 	// PeakRSS is VmHWM in bytes: evpnd's, or the sum of bgpd's and
 	// zebra's (both do the work in FRR).
 	PeakRSS uint64 `json:"peak_rss_bytes"`
 	// Withdraw (B2) is from the injector being killed, which takes its
-	// session down as a dead peer does, until the first FDB poll that
-	// finds none of the Routes MACs left; same poll resolution.
+	// session down as a dead peer does, until the notifications (or a
+	// dump) show none of the Routes MACs left.
 	Withdraw time.Duration `json:"withdraw_ns"`
+	// DumpFallback says the notifications overflowed and the run was
+	// finished by FDB dumps.
+	DumpFallback bool `json:"dump_fallback,omitempty"`
 	// WithdrawLeft is how many MACs were still in the FDB when B2 gave up
 	// after two minutes; Withdraw is then that limit, not a completion.
 	WithdrawLeft int `json:"withdraw_left,omitempty"`
@@ -94,8 +100,7 @@ type Result struct {
 	LabID        string        `json:"lab_id"`
 }
 
-// pollEvery is the FDB poll interval; it is also the resolution of
-// Result.Converge.
+// pollEvery is the FDB dump interval when counting falls back to dumps.
 const pollEvery = 100 * time.Millisecond
 
 // Run brings up a fresh lab with dut, injects routes, waits until they are
@@ -161,6 +166,31 @@ func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 		return err
 	}
 	defer counter.close()
+	events, err := watchFDBEvents(fdbNS, counter.brIndex)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if events != nil {
+			events.close()
+		}
+	}()
+	// fromEvents reads the count off the notifications; when they were
+	// lost, it says why once and leaves the caller to dumps.
+	fromEvents := func() (n int, at time.Time, ok bool) {
+		if events == nil {
+			return 0, time.Time{}, false
+		}
+		n, at, err := events.count()
+		if err != nil {
+			opts.Logf("lab %s: %v; counting by fdb dumps from now on", l.ID, err)
+			res.DumpFallback = true
+			events.close()
+			events = nil
+			return 0, time.Time{}, false
+		}
+		return n, at, true
+	}
 
 	// The lab makes node directories only for nodes with daemons.
 	if err := os.MkdirAll(l.NodeDir(injNode), 0o755); err != nil {
@@ -221,6 +251,18 @@ func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 		case <-ctx.Done():
 			return fmt.Errorf("%d of %d macs in the fdb of %s: %w", last, routes, fdbNS, context.Cause(ctx))
 		case <-poll.C:
+			if n, at, ok := fromEvents(); ok {
+				if n != last {
+					opts.Logf("lab %s: %d of %d macs in the fdb", l.ID, n, routes)
+					last = n
+				}
+				if n >= routes {
+					endedAt = at
+					continue
+				}
+				poll.Reset(eventPoll)
+				continue
+			}
 			began := time.Now()
 			n, err := counter.count()
 			if err != nil {
@@ -240,9 +282,13 @@ func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 	res.Converge = endedAt.Sub(t0)
 	opts.Logf("lab %s: all %d macs in the fdb after %s; %d fdb polls, the slowest took %s",
 		l.ID, routes, res.Converge.Round(time.Millisecond), counter.dumps, counter.slowest.Round(time.Millisecond))
+	// One dump of the settled table confirms the notifications' count.
 	quiet := time.Now()
-	if _, err := counter.count(); err == nil {
-		opts.Logf("lab %s: one fdb poll of the settled table takes %s", l.ID, time.Since(quiet).Round(time.Millisecond))
+	if n, err := counter.count(); err == nil {
+		opts.Logf("lab %s: one fdb dump of the settled table takes %s and counts %d macs", l.ID, time.Since(quiet).Round(time.Millisecond), n)
+		if n < routes {
+			return fmt.Errorf("notifications counted %d macs but a dump of %s finds %d", routes, fdbNS, n)
+		}
 	}
 	if res.PeakRSS, err = peakRSS(l, dut); err != nil {
 		return err
@@ -258,11 +304,21 @@ func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 		return err
 	}
 	left := routes
-	err = waitCount(wctx, counter, func(n int) bool { return n == 0 }, func(n int) {
+	progress := func(n int) {
 		left = n
 		opts.Logf("lab %s: %d of %d macs left in the fdb", l.ID, n, routes)
-	})
-	res.Withdraw = time.Since(gone)
+	}
+	err = waitEvents(wctx, fromEvents, func(n int) bool { return n == 0 }, progress)
+	if errors.Is(err, errNoEvents) {
+		err = waitCount(wctx, counter, func(n int) bool { return n == 0 }, progress)
+		res.Withdraw = time.Since(gone)
+	} else {
+		_, at, _ := fromEvents()
+		res.Withdraw = at.Sub(gone)
+		if err != nil {
+			res.Withdraw = time.Since(gone)
+		}
+	}
 	switch {
 	case errors.Is(context.Cause(wctx), errWithdrawLimit) && ctx.Err() == nil:
 		res.WithdrawLeft = left
@@ -279,6 +335,36 @@ func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 const withdrawLimit = 2 * time.Minute
 
 var errWithdrawLimit = errors.New("withdrawal limit")
+
+// eventPoll is how often measure reads the notifications' count; the
+// times come from the notifications themselves, not from this interval.
+const eventPoll = 10 * time.Millisecond
+
+// errNoEvents says the notifications can no longer be counted on.
+var errNoEvents = errors.New("fdb notifications lost")
+
+// waitEvents is waitCount on the notifications' count.
+func waitEvents(ctx context.Context, count func() (int, time.Time, bool), done func(int) bool, progress func(int)) error {
+	last := -1
+	for {
+		n, _, ok := count()
+		if !ok {
+			return errNoEvents
+		}
+		if n != last {
+			progress(n)
+			last = n
+		}
+		if done(n) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d macs in the fdb: %w", n, context.Cause(ctx))
+		case <-time.After(eventPoll):
+		}
+	}
+}
 
 // waitCount polls c as measure does (a pause of at least pollEvery, or as
 // long as the last dump took) until done accepts the count; progress sees

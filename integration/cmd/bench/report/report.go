@@ -122,7 +122,7 @@ func Markdown(d Data, png string, plotted bool) []byte {
 
 	if len(d.Rows) > 0 {
 		p("## B1 remote ingest and B2 withdrawal\n\n")
-		p("A GoBGP injector in its own namespace peers with a fresh DUT and sends N MAC-only type-2 routes of one VNI behind 10 remote VTEPs. B1: from the session coming up until every MAC is an `extern_learn` entry on the DUT's bridge (kernel FDB dumps every 100 ms, or as far apart as the last dump took); peak RSS is VmHWM of evpnd, or of bgpd + zebra. B2: the injector is killed (its session dies as a dead peer's does) and the time is taken until none of the MACs is left in the FDB. These routes carry no IP, so there are no neighbor entries to install.\n\n")
+		p("A GoBGP injector in its own namespace peers with a fresh DUT and sends N MAC-only type-2 routes of one VNI behind 10 remote VTEPs. B1: from the session coming up until every MAC is an `extern_learn` entry on the DUT's bridge, read from the kernel's neighbor notifications in the bridge's namespace as they arrive, and confirmed by one FDB dump of the settled table. (Earlier runs polled FDB dumps; a dump makes the kernel walk the whole table again for every netlink message it fills, about 3 s of kernel time at 100k MACs, so polling loaded the machine more the larger the table and timed the dumps as much as the DUT.) Peak RSS is VmHWM of evpnd, or of bgpd + zebra. B2: the injector is killed (its session dies as a dead peer's does) and the time is taken until none of the MACs is left in the FDB. These routes carry no IP, so there are no neighbor entries to install.\n\n")
 		if plotted {
 			p("![B1 install time against route count](%s)\n\n", png)
 		}
