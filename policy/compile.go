@@ -532,7 +532,10 @@ func (c *compiler) rule(r Rule) []*nftRule {
 		ms = c.expand(ms, r, ports)
 		ms = c.expand(ms, r, icmp)
 		for _, m := range ms {
-			out = append(out, c.action(m, r)...)
+			for _, x := range c.action(m, r) {
+				x.owner = r.Name
+				out = append(out, x)
+			}
 		}
 	}
 	return out

@@ -54,6 +54,49 @@ type tenantState struct {
 	h       *netlink.Handle
 	rs      *Ruleset
 	handles handles
+	// snap is the policy and binding rs was made from, for the fast path
+	// (applyRuleEdits).
+	snap *snapshot
+	// nl dumps rule handles (readHandles).
+	nl *mnl.Conn
+}
+
+func (t *tenantState) readHandles(tbl *nftables.Table, chain string) ([]uint64, error) {
+	return readHandles(t.nl, tbl, chain)
+}
+
+// learnAllHandles reads the handles of every rule of rs's inet table
+// after a full replace, so that no later change waits for a read. A
+// chain whose rules do not match rs in number stays unknown: it is read,
+// and found drifted, when a change needs it.
+func (t *tenantState) learnAllHandles(rs *Ruleset) handles {
+	known := handles{}
+	tbl := &nftables.Table{Family: rs.inet.family, Name: rs.inet.name}
+	all, err := dumpHandles(t.nl, tbl, "")
+	if err != nil {
+		// A failed dump may leave answers unread on the socket.
+		t.redial()
+		return known
+	}
+	for _, ch := range rs.inet.chains {
+		if hs := all[ch.name]; len(hs) == len(ch.rules) {
+			known[chainRef{tbl.Family, ch.name}] = hs
+		}
+	}
+	return known
+}
+
+// redial replaces t.nl, after an error left it with unread answers.
+func (t *tenantState) redial() error {
+	t.nl.Close()
+	nl, err := mnl.Dial(unix.NETLINK_NETFILTER, &mnl.Config{NetNS: int(t.ns)})
+	if err != nil {
+		// Keep a closed socket: its use fails, and the engine replaces
+		// the ruleset, which needs no handles.
+		return fmt.Errorf("netfilter netlink socket: %w", err)
+	}
+	t.nl = nl
+	return nil
 }
 
 var _ Engine = (*Nftables)(nil)
@@ -98,16 +141,28 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 	if p.Tenant != b.Tenant {
 		return Applied{}, fmt.Errorf("policy of tenant %s bound to tenant %s", p.Tenant, b.Tenant)
 	}
-	if err := p.Validate(KnownFrom(b)); err != nil {
-		return Applied{}, err
-	}
 	if p.NAT != nil && b.Uplink == "" {
+		if err := p.Validate(KnownFrom(b)); err != nil {
+			return Applied{}, err
+		}
 		return Applied{}, fmt.Errorf("tenant %s: binding.uplink: empty but the policy has nat", b.Tenant)
 	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t := e.tenants[b.Tenant]
+	if t != nil && t.rs != nil && t.snap != nil && !replace {
+		applied, done, err := e.applyRuleEdits(t, b, p, start)
+		if done {
+			return applied, err
+		}
+		// An error after the patch was queued leaves its messages queued
+		// on the connection: only a full replace sends them harmlessly.
+		replace = err != nil
+	}
+	if err := p.Validate(KnownFrom(b)); err != nil {
+		return Applied{}, err
+	}
 	if t != nil && t.binding.Namespace != b.Namespace {
 		t.close()
 		t = nil
@@ -133,7 +188,7 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 	}
 	incremental := false
 	if t.rs != nil && !replace {
-		err := applyChanges(t.conn, t.rs, rs, t.handles)
+		err := applyChanges(t.conn, t.readHandles, t.rs, rs, t.handles)
 		if err == nil {
 			incremental = true
 		} else {
@@ -145,19 +200,63 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 			t.closeIfNew(e.tenants[b.Tenant])
 			return Applied{}, fmt.Errorf("tenant %s: %w", b.Tenant, err)
 		}
-		t.handles = handles{}
+		t.handles = t.learnAllHandles(rs)
 	}
 	t.binding, t.policy, t.rs = b, p, rs
+	t.snap = newSnapshot(b, p)
 	e.tenants[b.Tenant] = t
 	delete(e.pending, b.Tenant)
-	applied := Applied{Tenant: b.Tenant, Rules: len(p.Rules)}
+	return e.finish(t, p, start, incremental)
+}
+
+// finish shapes the ports of an applied policy and reports the apply.
+func (e *Nftables) finish(t *tenantState, p Policy, start time.Time, incremental bool) (Applied, error) {
+	applied := Applied{Tenant: t.binding.Tenant, Rules: len(p.Rules)}
 	if err := applyQoS(t.h, p.QoS); err != nil {
 		applied.Duration = time.Since(start)
-		return applied, fmt.Errorf("tenant %s: ruleset applied but qos failed: %w", b.Tenant, err)
+		return applied, fmt.Errorf("tenant %s: ruleset applied but qos failed: %w", t.binding.Tenant, err)
 	}
 	applied.Duration = time.Since(start)
-	e.log.Debug("policy applied", "tenant", b.Tenant, "rules", applied.Rules, "incremental", incremental, "duration", applied.Duration)
+	e.log.Debug("policy applied", "tenant", t.binding.Tenant, "rules", applied.Rules, "incremental", incremental, "duration", applied.Duration)
 	return applied, nil
+}
+
+// applyRuleEdits is Apply's fast path for a policy that differs from the
+// one in force only in what some rules match or do (see patch.go). It
+// returns false, having changed nothing in the kernel or in t, when the
+// edit is not of that kind, the changed rules are invalid (the full path
+// then reports exactly what Validate finds) or the kernel refuses the
+// patch; the full path takes over then, with a full replace when err is
+// set. Once the patch is committed the ruleset is the new one, and a QoS
+// error is reported as the full path reports it.
+func (e *Nftables) applyRuleEdits(t *tenantState, b Binding, p Policy, start time.Time) (Applied, bool, error) {
+	changed, ok := t.snap.changedRules(b, p)
+	if !ok || !validateRules(p, KnownFrom(b), changed) {
+		return Applied{}, false, nil
+	}
+	var rs *Ruleset
+	if len(changed) == 0 {
+		rs = t.rs
+	} else {
+		rp, err := t.rs.patchRules(t.snap.p, p, b, changed)
+		if err != nil {
+			e.log.Debug("rule edits need a full compile", "tenant", b.Tenant, "err", err)
+			return Applied{}, false, nil
+		}
+		if err := applyPatch(t, rp); err != nil {
+			// Whatever the patch queued goes out with the full replace
+			// that follows, which deletes the tables after it.
+			e.log.Debug("rule edits not applicable, replacing the ruleset", "tenant", b.Tenant, "err", err)
+			return Applied{}, false, err
+		}
+		rs = rp.rs
+		for _, i := range changed {
+			t.snap.p.Rules[i] = cloneRule(p.Rules[i])
+		}
+	}
+	t.binding, t.policy, t.rs = b, p, rs
+	applied, err := e.finish(t, p, start, true)
+	return applied, true, err
 }
 
 // replaceRuleset replaces evpnd's tables with rs in one batch.
@@ -249,7 +348,14 @@ func (e *Nftables) open(b Binding) (*tenantState, error) {
 		ns.Close()
 		return nil, fmt.Errorf("tenant %s: netlink handle: %w", b.Tenant, err)
 	}
-	return &tenantState{binding: b, ns: ns, conn: conn, h: h, addrs: map[string][]netip.Addr{}, handles: handles{}}, nil
+	nl, err := mnl.Dial(unix.NETLINK_NETFILTER, &mnl.Config{NetNS: int(ns)})
+	if err != nil {
+		h.Close()
+		conn.CloseLasting()
+		ns.Close()
+		return nil, fmt.Errorf("tenant %s: netfilter netlink socket: %w", b.Tenant, err)
+	}
+	return &tenantState{binding: b, ns: ns, conn: conn, h: h, nl: nl, addrs: map[string][]netip.Addr{}, handles: handles{}}, nil
 }
 
 // batchBuffer is the netlink socket buffer size: a whole ruleset goes to
@@ -279,6 +385,7 @@ func bigBuffers(c *mnl.Conn) error {
 }
 
 func (t *tenantState) close() {
+	t.nl.Close()
 	t.conn.CloseLasting()
 	t.h.Close()
 	t.ns.Close()

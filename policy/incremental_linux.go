@@ -36,10 +36,10 @@ type handles map[chainRef][]uint64
 // applyChanges queues and commits the changes from old to next on c. On
 // error nothing changed in the kernel (one batch); errReplace wrapped
 // says a full replace is needed.
-func applyChanges(c *nftables.Conn, old, next *Ruleset, known handles) error {
+func applyChanges(c *nftables.Conn, read handleReader, old, next *Ruleset, known handles) error {
 	var forget []chainRef
 	for _, pair := range [][2]*nftTable{{old.inet, next.inet}, {old.bridge, next.bridge}} {
-		f, err := queueTableChanges(c, pair[0], pair[1], known)
+		f, err := queueTableChanges(c, read, pair[0], pair[1], known)
 		if err != nil {
 			// What was queued stays queued: the full replace that
 			// follows deletes the tables in the same batch after it.
@@ -58,7 +58,7 @@ func applyChanges(c *nftables.Conn, old, next *Ruleset, known handles) error {
 
 // queueTableChanges queues the changes of one table and returns the
 // chains whose rule handles change.
-func queueTableChanges(c *nftables.Conn, old, next *nftTable, known handles) ([]chainRef, error) {
+func queueTableChanges(c *nftables.Conn, read handleReader, old, next *nftTable, known handles) ([]chainRef, error) {
 	if old.family != next.family || old.name != next.name {
 		return nil, fmt.Errorf("table %s: %w", next.name, errReplace)
 	}
@@ -104,7 +104,7 @@ func queueTableChanges(c *nftables.Conn, old, next *nftTable, known handles) ([]
 			continue
 		}
 		ref := chainRef{next.family, ch.name}
-		hs, err := learnHandles(c, tbl, o, known)
+		hs, err := learnHandles(read, tbl, o, known)
 		if err != nil {
 			return nil, err
 		}
@@ -262,21 +262,17 @@ func commonEnds(old, next []*nftRule) (prefix, suffix int) {
 // kernel when evpnd does not know them. A chain holding other than the
 // number of rules evpnd installed has drifted: only a full replace
 // restores it.
-func learnHandles(c *nftables.Conn, tbl *nftables.Table, ch *nftChain, known handles) ([]uint64, error) {
+func learnHandles(read handleReader, tbl *nftables.Table, ch *nftChain, known handles) ([]uint64, error) {
 	ref := chainRef{tbl.Family, ch.name}
 	if hs, ok := known[ref]; ok {
 		return hs, nil
 	}
-	rules, err := c.GetRules(tbl, &nftables.Chain{Name: ch.name, Table: tbl})
+	hs, err := read(tbl, ch.name)
 	if err != nil {
 		return nil, fmt.Errorf("chain %s: read rules: %w: %w", ch.name, err, errReplace)
 	}
-	if len(rules) != len(ch.rules) {
-		return nil, fmt.Errorf("chain %s holds %d rules, evpnd installed %d: %w", ch.name, len(rules), len(ch.rules), errReplace)
-	}
-	hs := make([]uint64, len(rules))
-	for i, r := range rules {
-		hs[i] = r.Handle
+	if len(hs) != len(ch.rules) {
+		return nil, fmt.Errorf("chain %s holds %d rules, evpnd installed %d: %w", ch.name, len(hs), len(ch.rules), errReplace)
 	}
 	known[ref] = hs
 	return hs, nil
@@ -341,4 +337,110 @@ func elemID(e nftables.SetElement) string {
 		id += fmt.Sprintf("/%d:%s", v.Kind, v.Chain)
 	}
 	return id
+}
+
+// applyPatch commits a rulePatch of t's ruleset (see patchRules): the
+// changed kernel rules are deleted by handle and their replacements
+// inserted where they were, and the changed rules' named sets refilled,
+// in one batch. It reads every handle it needs before it queues anything;
+// an error after that may leave messages queued on t.conn, which only a
+// full replace may send (the caller does one).
+func applyPatch(t *tenantState, rp *rulePatch) error {
+	old := t.rs
+	tbl := &nftables.Table{Family: old.inet.family, Name: old.inet.name}
+	hss := make([][]uint64, len(rp.chains))
+	for i, cp := range rp.chains {
+		hs, err := learnHandles(t.readHandles, tbl, cp.old, t.handles)
+		if err != nil {
+			return err
+		}
+		hss[i] = hs
+	}
+	if len(rp.sets) == 0 {
+		return applyRawPatch(t, tbl, rp, hss)
+	}
+	c := t.conn
+	for _, sp := range rp.sets {
+		if err := queueElementChanges(c, tbl, sp.old, sp.next); err != nil {
+			return err
+		}
+	}
+	for i, cp := range rp.chains {
+		hs := hss[i]
+		nc := &nftables.Chain{Name: cp.next.name, Table: tbl}
+		for _, h := range cp.hunks {
+			for _, handle := range hs[h.from:h.to] {
+				if err := c.DelRule(&nftables.Rule{Table: tbl, Chain: nc, Handle: handle}); err != nil {
+					return fmt.Errorf("chain %s: %w: %w", nc.Name, err, errReplace)
+				}
+			}
+			added := cp.next.rules[h.nfrom:h.nto]
+			if h.to == len(hs) {
+				for _, r := range added {
+					c.AddRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: r.exprs})
+				}
+				continue
+			}
+			// Each insert lands right before the first rule kept after
+			// the hunk, so in order they end up in order.
+			for _, r := range added {
+				c.InsertRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: r.exprs, Position: hs[h.to]})
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("apply rule changes: %w", err)
+	}
+	for _, cp := range rp.chains {
+		delete(t.handles, chainRef{tbl.Family, cp.next.name})
+	}
+	return nil
+}
+
+// applyRawPatch commits a patch of rules only on t's own socket, which
+// learns the new rules' handles (see rawBatch), so the chains' handles
+// stay known.
+func applyRawPatch(t *tenantState, tbl *nftables.Table, rp *rulePatch, hss [][]uint64) error {
+	b := &rawBatch{family: tbl.Family, table: tbl.Name}
+	for i, cp := range rp.chains {
+		hs := hss[i]
+		for _, h := range cp.hunks {
+			for _, handle := range hs[h.from:h.to] {
+				b.delRule(cp.next.name, handle)
+			}
+			var before uint64
+			if h.to < len(hs) {
+				before = hs[h.to]
+			}
+			for _, r := range cp.next.rules[h.nfrom:h.nto] {
+				b.newRule(cp.next.name, r.exprs, before)
+			}
+		}
+	}
+	got, err := b.commit(t.nl)
+	if err != nil {
+		// Unread answers may be left on the socket: start a new one.
+		if rerr := t.redial(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		// Whether the kernel took the batch is unknown now.
+		for _, cp := range rp.chains {
+			delete(t.handles, chainRef{tbl.Family, cp.next.name})
+		}
+		return err
+	}
+	for i, cp := range rp.chains {
+		hs := hss[i]
+		next := make([]uint64, 0, len(cp.next.rules))
+		at := 0
+		for _, h := range cp.hunks {
+			next = append(next, hs[at:h.from]...)
+			next = append(next, got[:h.nto-h.nfrom]...)
+			got = got[h.nto-h.nfrom:]
+			at = h.to
+		}
+		next = append(next, hs[at:]...)
+		t.handles[chainRef{tbl.Family, cp.next.name}] = next
+	}
+	return nil
 }

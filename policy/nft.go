@@ -52,6 +52,9 @@ type nftChain struct {
 type nftRule struct {
 	text  []string
 	exprs []expr.Any
+	// owner names the policy rule the kernel rule is part of; empty for
+	// the rules the compiler adds (dispatch, jumps, defaults).
+	owner string
 }
 
 func newRule() *nftRule { return &nftRule{} }

@@ -182,107 +182,11 @@ func (p Policy) Validate(k Known) error {
 		v.qos(f, pq)
 	}
 
+	rc := &ruleChecks{v: v, tenant: p.Tenant, k: k, portSegment: portSegment,
+		addrGroups: addrGroups, portGroups: portGroups, qos: qos}
 	ruleNames := map[string]bool{}
 	for i, r := range p.Rules {
-		f := fmt.Sprintf("rules[%d]", i)
-		v.name(f+".name", r.Name)
-		if ruleNames[r.Name] {
-			v.add(f+".name", q(r.Name), "is used by another rule")
-		}
-		ruleNames[r.Name] = true
-		if prefix := logPrefix(p.Tenant, r.Name); r.Log && len(prefix) > maxLogPrefix {
-			v.add(f+".log", q(prefix), fmt.Sprintf("log prefix is longer than %d bytes", maxLogPrefix))
-		}
-		if r.Priority < 0 {
-			v.add(f+".priority", fmt.Sprint(r.Priority), "is negative")
-		}
-		if r.Direction != Ingress && r.Direction != Egress {
-			v.add(f+".direction", fmt.Sprint(uint8(r.Direction)), "is neither ingress nor egress")
-		}
-		v.action(f+".action", r.Action, false)
-
-		// The ports the rule's target covers, for class checks.
-		var members []string
-		set := 0
-		if r.Target.Port != "" {
-			set++
-			if isPort(f+".target.port", r.Target.Port) {
-				members = []string{r.Target.Port}
-			}
-		}
-		if r.Target.PortGroup != "" {
-			set++
-			ports, ok := portGroups[r.Target.PortGroup]
-			if !ok {
-				v.add(f+".target.portGroup", q(r.Target.PortGroup), "is not a port group of the policy")
-			}
-			members = ports
-		}
-		if r.Target.Segment != "" {
-			set++
-			ports, ok := k.Segments[r.Target.Segment]
-			if !ok {
-				v.add(f+".target.segment", q(r.Target.Segment), "is not a segment of tenant "+p.Tenant)
-			}
-			members = ports
-		}
-		if set != 1 {
-			v.add(f+".target", fmt.Sprintf("%+v", r.Target), "must set exactly one of port, portGroup, segment")
-		}
-
-		v4, v6 := false, false
-		for j, pr := range r.Remote.Prefixes {
-			if !pr.IsValid() {
-				v.add(fmt.Sprintf("%s.remote.prefixes[%d]", f, j), pr.String(), "is not a valid prefix")
-				continue
-			}
-			if pr.Addr().Is4() {
-				v4 = true
-			} else {
-				v6 = true
-			}
-		}
-		if r.Remote.AddressGroup != "" {
-			if !addrGroups[r.Remote.AddressGroup] {
-				v.add(f+".remote.addressGroup", q(r.Remote.AddressGroup), "is not an address group of the policy")
-			}
-			v4, v6 = true, true
-		}
-		switch r.Protocol {
-		case ProtoAny, ProtoTCP, ProtoUDP:
-		case ProtoICMP:
-			if len(r.Remote.Prefixes)+len(r.Remote.AddressGroup) > 0 && !v4 {
-				v.add(f+".remote", "", "has no IPv4 prefix but the protocol is icmp")
-			}
-		case ProtoICMPv6:
-			if len(r.Remote.Prefixes)+len(r.Remote.AddressGroup) > 0 && !v6 {
-				v.add(f+".remote", "", "has no IPv6 prefix but the protocol is icmpv6")
-			}
-		default:
-			v.add(f+".protocol", fmt.Sprint(uint8(r.Protocol)), "is not a known protocol")
-		}
-		if len(r.Ports) > 0 && r.Protocol != ProtoTCP && r.Protocol != ProtoUDP {
-			v.add(f+".ports", fmt.Sprint(r.Ports), "need protocol tcp or udp, not "+r.Protocol.String())
-		}
-		for j, pr := range r.Ports {
-			if pr.From == 0 || pr.From > pr.To {
-				v.add(fmt.Sprintf("%s.ports[%d]", f, j), fmt.Sprintf("%d-%d", pr.From, pr.To), "must satisfy 0 < from <= to")
-			}
-		}
-		if len(r.ICMPTypes) > 0 && r.Protocol != ProtoICMP && r.Protocol != ProtoICMPv6 {
-			v.add(f+".icmpTypes", fmt.Sprint(r.ICMPTypes), "need protocol icmp or icmpv6, not "+r.Protocol.String())
-		}
-		if r.DSCP != nil {
-			if *r.DSCP > 63 {
-				v.add(f+".dscp", fmt.Sprint(*r.DSCP), "is out of range 0..63")
-			}
-			if r.Action != ActionAllow {
-				v.add(f+".dscp", fmt.Sprint(*r.DSCP), "is only allowed on allow rules")
-			}
-		}
-		if r.Class != "" {
-			v.ruleClass(f+".class", r, members, qos)
-		}
+		rc.rule(i, r, ruleNames)
 	}
 
 	if p.NAT != nil {
@@ -292,6 +196,162 @@ func (p Policy) Validate(k Known) error {
 		return nil
 	}
 	return &ValidationError{Tenant: p.Tenant, Problems: v.problems}
+}
+
+// ruleChecks checks rules against the rest of a policy, as Validate and
+// the engine's check of changed rules (validateRules) share it.
+type ruleChecks struct {
+	v           *validator
+	tenant      string
+	k           Known
+	portSegment map[string]string
+	addrGroups  map[string]bool
+	portGroups  map[string][]string
+	qos         map[string]PortQoS
+}
+
+func (c *ruleChecks) isPort(field, port string) bool {
+	if _, ok := c.portSegment[port]; !ok {
+		c.v.add(field, q(port), "is not a port of any segment of tenant "+c.tenant)
+		return false
+	}
+	return true
+}
+
+// rule checks rule i of the policy. ruleNames holds the names of the
+// rules before it; nil skips the check for duplicate names.
+func (c *ruleChecks) rule(i int, r Rule, ruleNames map[string]bool) {
+	v := c.v
+	f := fmt.Sprintf("rules[%d]", i)
+	v.name(f+".name", r.Name)
+	if ruleNames != nil {
+		if ruleNames[r.Name] {
+			v.add(f+".name", q(r.Name), "is used by another rule")
+		}
+		ruleNames[r.Name] = true
+	}
+	if prefix := logPrefix(c.tenant, r.Name); r.Log && len(prefix) > maxLogPrefix {
+		v.add(f+".log", q(prefix), fmt.Sprintf("log prefix is longer than %d bytes", maxLogPrefix))
+	}
+	if r.Priority < 0 {
+		v.add(f+".priority", fmt.Sprint(r.Priority), "is negative")
+	}
+	if r.Direction != Ingress && r.Direction != Egress {
+		v.add(f+".direction", fmt.Sprint(uint8(r.Direction)), "is neither ingress nor egress")
+	}
+	v.action(f+".action", r.Action, false)
+
+	// The ports the rule's target covers, for class checks.
+	var members []string
+	set := 0
+	if r.Target.Port != "" {
+		set++
+		if c.isPort(f+".target.port", r.Target.Port) {
+			members = []string{r.Target.Port}
+		}
+	}
+	if r.Target.PortGroup != "" {
+		set++
+		ports, ok := c.portGroups[r.Target.PortGroup]
+		if !ok {
+			v.add(f+".target.portGroup", q(r.Target.PortGroup), "is not a port group of the policy")
+		}
+		members = ports
+	}
+	if r.Target.Segment != "" {
+		set++
+		ports, ok := c.k.Segments[r.Target.Segment]
+		if !ok {
+			v.add(f+".target.segment", q(r.Target.Segment), "is not a segment of tenant "+c.tenant)
+		}
+		members = ports
+	}
+	if set != 1 {
+		v.add(f+".target", fmt.Sprintf("%+v", r.Target), "must set exactly one of port, portGroup, segment")
+	}
+
+	v4, v6 := false, false
+	for j, pr := range r.Remote.Prefixes {
+		if !pr.IsValid() {
+			v.add(fmt.Sprintf("%s.remote.prefixes[%d]", f, j), pr.String(), "is not a valid prefix")
+			continue
+		}
+		if pr.Addr().Is4() {
+			v4 = true
+		} else {
+			v6 = true
+		}
+	}
+	if r.Remote.AddressGroup != "" {
+		if !c.addrGroups[r.Remote.AddressGroup] {
+			v.add(f+".remote.addressGroup", q(r.Remote.AddressGroup), "is not an address group of the policy")
+		}
+		v4, v6 = true, true
+	}
+	switch r.Protocol {
+	case ProtoAny, ProtoTCP, ProtoUDP:
+	case ProtoICMP:
+		if len(r.Remote.Prefixes)+len(r.Remote.AddressGroup) > 0 && !v4 {
+			v.add(f+".remote", "", "has no IPv4 prefix but the protocol is icmp")
+		}
+	case ProtoICMPv6:
+		if len(r.Remote.Prefixes)+len(r.Remote.AddressGroup) > 0 && !v6 {
+			v.add(f+".remote", "", "has no IPv6 prefix but the protocol is icmpv6")
+		}
+	default:
+		v.add(f+".protocol", fmt.Sprint(uint8(r.Protocol)), "is not a known protocol")
+	}
+	if len(r.Ports) > 0 && r.Protocol != ProtoTCP && r.Protocol != ProtoUDP {
+		v.add(f+".ports", fmt.Sprint(r.Ports), "need protocol tcp or udp, not "+r.Protocol.String())
+	}
+	for j, pr := range r.Ports {
+		if pr.From == 0 || pr.From > pr.To {
+			v.add(fmt.Sprintf("%s.ports[%d]", f, j), fmt.Sprintf("%d-%d", pr.From, pr.To), "must satisfy 0 < from <= to")
+		}
+	}
+	if len(r.ICMPTypes) > 0 && r.Protocol != ProtoICMP && r.Protocol != ProtoICMPv6 {
+		v.add(f+".icmpTypes", fmt.Sprint(r.ICMPTypes), "need protocol icmp or icmpv6, not "+r.Protocol.String())
+	}
+	if r.DSCP != nil {
+		if *r.DSCP > 63 {
+			v.add(f+".dscp", fmt.Sprint(*r.DSCP), "is out of range 0..63")
+		}
+		if r.Action != ActionAllow {
+			v.add(f+".dscp", fmt.Sprint(*r.DSCP), "is only allowed on allow rules")
+		}
+	}
+	if r.Class != "" {
+		v.ruleClass(f+".class", r, members, c.qos)
+	}
+}
+
+// validateRules reports whether the rules at idx of p are valid, p being
+// a policy whose other rules and other parts, and the tenant's segments,
+// are those of a policy that passed Validate, and whose rules at idx keep
+// the names they had there. Under those conditions only these rules can
+// be invalid, so Validate of p fails exactly when validateRules does.
+func validateRules(p Policy, k Known, idx []int) bool {
+	v := &validator{}
+	c := &ruleChecks{v: v, tenant: p.Tenant, k: k, portSegment: map[string]string{},
+		addrGroups: map[string]bool{}, portGroups: map[string][]string{}, qos: map[string]PortQoS{}}
+	for seg, ports := range k.Segments {
+		for _, port := range ports {
+			c.portSegment[port] = seg
+		}
+	}
+	for _, g := range p.AddressGroups {
+		c.addrGroups[g.Name] = true
+	}
+	for _, g := range p.PortGroups {
+		c.portGroups[g.Name] = g.Ports
+	}
+	for _, pq := range p.QoS {
+		c.qos[pq.Port] = pq
+	}
+	for _, i := range idx {
+		c.rule(i, p.Rules[i], nil)
+	}
+	return len(v.problems) == 0
 }
 
 type validator struct {

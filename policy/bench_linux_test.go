@@ -1,0 +1,75 @@
+package policy_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/evpnd/evpnd/integration/cmd/bench/policybench"
+	"github.com/evpnd/evpnd/policy"
+)
+
+// benchBinding is the layout policybench.Generate writes its rules for.
+func benchBinding(ns string) policy.Binding {
+	return policy.Binding{Tenant: "bench", Namespace: ns, Segments: []policy.SegmentBinding{
+		{Name: "web", Bridge: "br100", Ports: []string{"tap-a", "tap-b", "tap-c"}},
+		{Name: "db", Bridge: "br200", Ports: []string{"tap-d", "tap-e"}},
+	}}
+}
+
+// changeRule returns p with rule i's ports changed, as the policy bench
+// edits one rule of a large policy.
+func changeRule(p policy.Policy, i int, to uint16) policy.Policy {
+	q := p
+	q.Rules = append([]policy.Rule(nil), p.Rules...)
+	r := q.Rules[i]
+	r.Protocol, r.ICMPTypes = policy.ProtoTCP, nil
+	r.Ports = []policy.PortRange{{From: to, To: to}}
+	if len(r.Remote.Prefixes) > 0 {
+		r.Remote = policy.Remote{Prefixes: r.Remote.Prefixes[:1]}
+	}
+	q.Rules[i] = r
+	return q
+}
+
+// BenchmarkPrivilegedOneRuleChange applies a one-rule change to an
+// applied 10,000-rule policy, as the policy bench's P3 does.
+func BenchmarkPrivilegedOneRuleChange(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: creates a network namespace and nftables tables")
+	}
+	buf := make([]byte, 3)
+	rand.Read(buf)
+	ns := "pbench-" + hex.EncodeToString(buf)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		b.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	b.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	e, err := policy.New(policy.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	ctx := context.Background()
+	for port, a := range map[string]string{"tap-a": "10.0.1.11", "tap-b": "10.0.1.12", "tap-c": "10.0.1.13", "tap-d": "10.0.2.21", "tap-e": "10.0.2.22"} {
+		if err := e.SetPortAddresses(ctx, "bench", port, []netip.Addr{netip.MustParseAddr(a)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const n = 10000
+	p := policybench.Generate("bench", n)
+	bind := benchBinding(ns)
+	if _, err := e.Apply(ctx, bind, p); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		q := changeRule(p, (n-1)*(i%97+1)/98, uint16(60000+i%1000))
+		if _, err := e.Apply(ctx, bind, q); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

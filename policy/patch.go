@@ -1,0 +1,338 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// The engine's fast path for the common edit of a large policy: some
+// rules change what they match or do, and nothing else changes. Instead of
+// validating and compiling the whole policy, it checks the changed rules,
+// compiles only them and patches their kernel rules into a copy of the
+// ruleset in force. The patched ruleset is what Compile would make of the
+// new policy; whatever the fast path cannot prove that for, it declines,
+// and the engine takes the full path.
+
+// snapshot is the engine's own deep copy of the policy and binding in
+// force, so that callers reusing the slices they passed cannot change
+// what the next Apply is compared against.
+type snapshot struct {
+	b Binding
+	p Policy
+}
+
+func newSnapshot(b Binding, p Policy) *snapshot {
+	return &snapshot{b: cloneBinding(b), p: clonePolicy(p)}
+}
+
+func cloneBinding(b Binding) Binding {
+	b.Segments = slices.Clone(b.Segments)
+	for i := range b.Segments {
+		b.Segments[i].Ports = slices.Clone(b.Segments[i].Ports)
+	}
+	return b
+}
+
+func clonePolicy(p Policy) Policy {
+	p.AddressGroups = slices.Clone(p.AddressGroups)
+	for i := range p.AddressGroups {
+		p.AddressGroups[i].Prefixes = slices.Clone(p.AddressGroups[i].Prefixes)
+	}
+	p.PortGroups = slices.Clone(p.PortGroups)
+	for i := range p.PortGroups {
+		p.PortGroups[i].Ports = slices.Clone(p.PortGroups[i].Ports)
+	}
+	p.Segments = slices.Clone(p.Segments)
+	p.Rules = slices.Clone(p.Rules)
+	for i := range p.Rules {
+		p.Rules[i] = cloneRule(p.Rules[i])
+	}
+	if p.NAT != nil {
+		n := *p.NAT
+		n.FloatingIPs = slices.Clone(n.FloatingIPs)
+		n.PortForwards = slices.Clone(n.PortForwards)
+		p.NAT = &n
+	}
+	p.QoS = slices.Clone(p.QoS)
+	for i := range p.QoS {
+		p.QoS[i].Classes = slices.Clone(p.QoS[i].Classes)
+	}
+	return p
+}
+
+func cloneRule(r Rule) Rule {
+	r.Remote.Prefixes = slices.Clone(r.Remote.Prefixes)
+	r.Ports = slices.Clone(r.Ports)
+	r.ICMPTypes = slices.Clone(r.ICMPTypes)
+	if r.DSCP != nil {
+		r.DSCP = ptr(*r.DSCP)
+	}
+	return r
+}
+
+// sameRule reports whether a and b are the same rule, field by field;
+// nil and empty lists are the same.
+func sameRule(a, b *Rule) bool {
+	return a.Name == b.Name && a.Priority == b.Priority && a.Direction == b.Direction && a.Target == b.Target &&
+		a.Remote.AddressGroup == b.Remote.AddressGroup && slices.Equal(a.Remote.Prefixes, b.Remote.Prefixes) &&
+		a.Protocol == b.Protocol && slices.Equal(a.Ports, b.Ports) && slices.Equal(a.ICMPTypes, b.ICMPTypes) &&
+		a.Action == b.Action && a.Log == b.Log && (a.DSCP == nil) == (b.DSCP == nil) &&
+		(a.DSCP == nil || *a.DSCP == *b.DSCP) && a.Class == b.Class
+}
+
+// sameContext reports whether p and b equal the snapshot in everything but
+// the rules.
+func (s *snapshot) sameContext(b Binding, p Policy) bool {
+	if b.Tenant != s.b.Tenant || b.Namespace != s.b.Namespace || b.Uplink != s.b.Uplink ||
+		!slices.EqualFunc(b.Segments, s.b.Segments, func(x, y SegmentBinding) bool {
+			return x.Name == y.Name && x.Bridge == y.Bridge && slices.Equal(x.Ports, y.Ports)
+		}) {
+		return false
+	}
+	o := &s.p
+	if p.Tenant != o.Tenant || !slices.Equal(p.Segments, o.Segments) ||
+		!slices.EqualFunc(p.AddressGroups, o.AddressGroups, func(x, y AddressGroup) bool {
+			return x.Name == y.Name && slices.Equal(x.Prefixes, y.Prefixes)
+		}) ||
+		!slices.EqualFunc(p.PortGroups, o.PortGroups, func(x, y PortGroup) bool {
+			return x.Name == y.Name && slices.Equal(x.Ports, y.Ports)
+		}) ||
+		!slices.EqualFunc(p.QoS, o.QoS, func(x, y PortQoS) bool {
+			return x.Port == y.Port && x.EgressRate == y.EgressRate && x.EgressBurst == y.EgressBurst &&
+				x.IngressRate == y.IngressRate && x.IngressBurst == y.IngressBurst && slices.Equal(x.Classes, y.Classes)
+		}) {
+		return false
+	}
+	if (p.NAT == nil) != (o.NAT == nil) {
+		return false
+	}
+	if p.NAT != nil {
+		x, y := p.NAT, o.NAT
+		if x.Interface != y.Interface || x.Address != y.Address || x.Gateway != y.Gateway || x.SNAT != y.SNAT ||
+			x.Masquerade != y.Masquerade || !slices.Equal(x.FloatingIPs, y.FloatingIPs) || !slices.Equal(x.PortForwards, y.PortForwards) {
+			return false
+		}
+	}
+	return true
+}
+
+// changedRules returns the indices of the rules of p that differ from the
+// snapshot's, when p and b differ from the snapshot in nothing else and
+// every changed rule keeps its name, direction, target and priority (so
+// its place in the ruleset); false otherwise.
+func (s *snapshot) changedRules(b Binding, p Policy) ([]int, bool) {
+	if len(p.Rules) != len(s.p.Rules) || !s.sameContext(b, p) {
+		return nil, false
+	}
+	var changed []int
+	for i := range p.Rules {
+		n, o := &p.Rules[i], &s.p.Rules[i]
+		if sameRule(n, o) {
+			continue
+		}
+		if n.Name != o.Name || n.Direction != o.Direction || n.Target != o.Target || n.Priority != o.Priority {
+			return nil, false
+		}
+		changed = append(changed, i)
+	}
+	return changed, true
+}
+
+// hunk is one contiguous range of a chain's rules replaced by a patch:
+// old rules [from, to) become the new chain's rules [nfrom, nto).
+type hunk struct {
+	from, to   int
+	nfrom, nto int
+}
+
+// chainPatch is the change of one chain of the inet table.
+type chainPatch struct {
+	old, next *nftChain
+	hunks     []hunk
+}
+
+// setPatch is the change of one named set of a rule.
+type setPatch struct {
+	old, next *nftSet
+}
+
+// rulePatch is what patchRules made: the new ruleset and how it differs
+// from the one it was made from.
+type rulePatch struct {
+	rs     *Ruleset
+	chains []chainPatch
+	sets   []setPatch
+}
+
+// patchRules returns rs with the kernel rules of the rules of p at idx
+// compiled anew, p differing from the policy rs was compiled from only in
+// those rules and not in their names, directions, targets and priorities
+// (see changedRules). rs is not changed. It returns an error when the
+// patch cannot reach what Compile would make of p: a changed rule marks
+// packets (marks are shared by the whole table), compiles to no kernel
+// rules before or after (the chain's layout may change), or changes which
+// named sets it has.
+func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, error) {
+	c := &compiler{
+		p:        p,
+		b:        b,
+		portSeg:  map[string]string{},
+		segments: map[string]SegmentBinding{},
+		rs:       &Ruleset{},
+		inet:     &nftTable{family: rs.inet.family, name: rs.inet.name},
+		marks:    map[uint32]bool{},
+		qos:      map[string]PortQoS{},
+		ruleSets: map[string]bool{},
+	}
+	for _, s := range b.Segments {
+		c.segments[s.Name] = s
+	}
+	chainAt := map[string]int{}
+	for i, ch := range rs.inet.chains {
+		chainAt[ch.name] = i
+	}
+	setAt := map[string]int{}
+	for i, s := range rs.inet.sets {
+		setAt[s.name] = i
+	}
+
+	type change struct {
+		from, to int // the rule's kernel rules in the old chain
+		rules    []*nftRule
+	}
+	byChain := map[int][]change{}
+	var sets []setPatch
+	for _, i := range idx {
+		r, o := p.Rules[i], old.Rules[i]
+		if r.DSCP != nil || r.Class != "" || o.DSCP != nil || o.Class != "" {
+			return nil, fmt.Errorf("rule %s: marking changes are table-wide", r.Name)
+		}
+		name := ruleChain(r)
+		ci, ok := chainAt[name]
+		if !ok {
+			return nil, fmt.Errorf("rule %s: chain %s not in the ruleset", r.Name, name)
+		}
+		ch := rs.inet.chains[ci]
+		from := slices.IndexFunc(ch.rules, func(x *nftRule) bool { return x.owner == r.Name })
+		if from < 0 {
+			return nil, fmt.Errorf("rule %s: no kernel rules in chain %s", r.Name, name)
+		}
+		to := from + 1
+		for to < len(ch.rules) && ch.rules[to].owner == r.Name {
+			to++
+		}
+		oldSets := len(c.inet.sets)
+		rules := c.rule(r)
+		if len(rules) == 0 {
+			return nil, fmt.Errorf("rule %s: compiles to no kernel rules", r.Name)
+		}
+		var before []string
+		for _, suffix := range []string{"v4", "v6", "ports", "icmp"} {
+			if _, ok := setAt[ruleSetName(o.Name, suffix)]; ok {
+				before = append(before, ruleSetName(o.Name, suffix))
+			}
+		}
+		added := c.inet.sets[oldSets:]
+		if len(added) != len(before) {
+			return nil, fmt.Errorf("rule %s: its named sets change", r.Name)
+		}
+		for _, s := range added {
+			j, ok := setAt[s.name]
+			if !ok || !slices.Contains(before, s.name) {
+				return nil, fmt.Errorf("rule %s: its named sets change", r.Name)
+			}
+			if !sameSetType(rs.inet.sets[j], s) {
+				return nil, fmt.Errorf("set %s changed type", s.name)
+			}
+			sets = append(sets, setPatch{old: rs.inet.sets[j], next: s})
+		}
+		byChain[ci] = append(byChain[ci], change{from: from, to: to, rules: rules})
+	}
+
+	inet := *rs.inet
+	inet.chains = slices.Clone(rs.inet.chains)
+	if len(sets) > 0 {
+		inet.sets = slices.Clone(rs.inet.sets)
+		for _, sp := range sets {
+			inet.sets[setAt[sp.next.name]] = sp.next
+		}
+	}
+	out := &rulePatch{sets: sets}
+	cis := make([]int, 0, len(byChain))
+	for ci := range byChain {
+		cis = append(cis, ci)
+	}
+	slices.Sort(cis)
+	for _, ci := range cis {
+		changes := byChain[ci]
+		slices.SortFunc(changes, func(a, b change) int { return a.from - b.from })
+		o := rs.inet.chains[ci]
+		nc := *o
+		nc.rules = make([]*nftRule, 0, len(o.rules))
+		cp := chainPatch{old: o, next: &nc}
+		at := 0
+		for _, ch := range changes {
+			nc.rules = append(nc.rules, o.rules[at:ch.from]...)
+			h := hunk{from: ch.from, to: ch.to, nfrom: len(nc.rules)}
+			nc.rules = append(nc.rules, ch.rules...)
+			h.nto = len(nc.rules)
+			// Kernel rules the edit left as they were stay.
+			for h.from < h.to && h.nfrom < h.nto && sameText(o.rules[h.from], nc.rules[h.nfrom]) {
+				h.from++
+				h.nfrom++
+			}
+			for h.from < h.to && h.nfrom < h.nto && sameText(o.rules[h.to-1], nc.rules[h.nto-1]) {
+				h.to--
+				h.nto--
+			}
+			if h.from < h.to || h.nfrom < h.nto {
+				// Adjacent hunks merge, so that each insert has a kept rule
+				// to go before.
+				if n := len(cp.hunks); n > 0 && cp.hunks[n-1].to == h.from {
+					cp.hunks[n-1].to, cp.hunks[n-1].nto = h.to, h.nto
+				} else {
+					cp.hunks = append(cp.hunks, h)
+				}
+			}
+			at = ch.to
+		}
+		nc.rules = append(nc.rules, o.rules[at:]...)
+		inet.chains[ci] = &nc
+		if len(cp.hunks) > 0 {
+			out.chains = append(out.chains, cp)
+		}
+	}
+	next := *rs
+	next.inet = &inet
+	out.rs = &next
+	return out, nil
+}
+
+// sameText reports whether two kernel rules are the same; the text says
+// all the expressions say (see nft.go).
+func sameText(a, b *nftRule) bool { return a == b || slices.Equal(a.text, b.text) }
+
+// ruleChain names the chain a rule's kernel rules are in (see compile).
+func ruleChain(r Rule) string {
+	pre := "eg"
+	if r.Direction == Ingress {
+		pre = "in"
+	}
+	switch {
+	case r.Target.Port != "":
+		return pre + "_port_" + r.Target.Port
+	case r.Target.PortGroup != "":
+		return pre + "_group_" + r.Target.PortGroup
+	}
+	return pre + "_seg_" + r.Target.Segment
+}
+
+// String describes the patch for logs.
+func (rp *rulePatch) String() string {
+	var parts []string
+	for _, cp := range rp.chains {
+		parts = append(parts, fmt.Sprintf("%s: %d hunks", cp.next.name, len(cp.hunks)))
+	}
+	return strings.Join(parts, ", ")
+}
