@@ -174,6 +174,7 @@ func (s *Server) StopForRestart() {
 	if s.bgp == nil {
 		return
 	}
+	s.stopImport()
 	s.endWatch()
 	if !s.cfg.GracefulRestart.Enabled {
 		// Peers without the capability would only see a dead session:

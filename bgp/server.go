@@ -77,6 +77,7 @@ type Server struct {
 	malformed atomic.Uint64 // paths GoBGP accepted that evpn could not decode
 
 	feed *peerFeed
+	imp  importState
 }
 
 // peerFeed carries peer state changes from GoBGP's watch callback to
@@ -270,6 +271,13 @@ func (s *Server) Start(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("bgp: start: %w", err)
 	}
 	if err := s.installExportPolicy(ctx); err != nil {
+		s.bgp.Stop()
+		return err
+	}
+	// Before any peer is added, so that no path from a peer meets
+	// GoBGP without the filter the daemon asked for.
+	if err := s.startImport(ctx); err != nil {
+		s.stopImport()
 		s.bgp.Stop()
 		return err
 	}
@@ -801,6 +809,7 @@ func (s *Server) Stop() {
 	if s.bgp == nil {
 		return
 	}
+	s.stopImport()
 	s.endWatch()
 	_ = s.bgp.StopBgp(context.Background(), &api.StopBgpRequest{})
 	s.bgp.Stop()

@@ -60,6 +60,12 @@ type Speaker interface {
 	Start(ctx context.Context, cfg Config) error
 	// SetPeers makes the peer set equal to peers.
 	SetPeers(ctx context.Context, peers []PeerConfig) error
+	// SetImport makes f the EVPN paths accepted from peers; the rest are
+	// rejected before they reach the RIB or Events, and paths a change
+	// accepts or no longer accepts are delivered or withdrawn without a
+	// session reset. Until it is first called every path is accepted; it
+	// may be called before Start.
+	SetImport(ctx context.Context, f ImportFilter) error
 	// Advertise adds or replaces local routes (Withdraw set: removes them).
 	Advertise(ctx context.Context, routes []evpn.Route) error
 	// AdvertiseUnicast advertises prefixes (withdraw: withdraws them) as

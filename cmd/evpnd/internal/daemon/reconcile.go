@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/evpnd/evpnd/bgp"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/apiserver"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/config"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/sdnotify"
@@ -40,8 +41,16 @@ func (d *Daemon) setDatapath(ctx context.Context, cfg *config.Config) {
 		}
 	}
 	d.tenantOf.Store(&tenantOf)
+	l3s := cfg.L3()
+	// BGP drops, before its RIB, the paths no segment or L3 imports; a
+	// tenant added here gets its paths back from the peers' adj-RIB-in.
+	err = d.speaker.SetImport(ctx, bgp.ImportFilterOf(segs, l3s))
+	d.metrics.ReconcileDone("import", err)
+	if err != nil {
+		d.log.Error("bgp import filter not updated", "err", err)
+	}
 	d.apply(ctx, d.rib.SetSegments(segs))
-	d.apply(ctx, d.rib.SetL3(cfg.L3()))
+	d.apply(ctx, d.rib.SetL3(l3s))
 }
 
 // reconcile moves everything from old to cfg, touching only what differs:

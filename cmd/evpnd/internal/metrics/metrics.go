@@ -20,7 +20,7 @@ import (
 // ReconcileKinds are the kinds ReconcileDone is called with; their series
 // exist from the start so a rate() over them is defined before the first
 // error.
-var ReconcileKinds = []string{"set", "update", "sync", "policy"}
+var ReconcileKinds = []string{"set", "update", "sync", "policy", "import"}
 
 // policyApplyBuckets span an nftables apply, from a small table (about a
 // millisecond) to a large one with big sets (seconds).
