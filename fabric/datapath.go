@@ -167,6 +167,15 @@ type Datapath interface {
 	// calls it once the control plane has converged after a start, so a
 	// restart never flushes entries that keep traffic flowing.
 	Sync(ctx context.Context, full evpn.Intents) error
+	// Snapshot dumps the remote entries of every tenant without holding
+	// the datapath: Update and the rest go on while the kernel works
+	// through the dumps (quadratic in the FDB: seconds at 100k entries).
+	// It may be called from another goroutine.
+	Snapshot(ctx context.Context) (*Snapshot, error)
+	// SyncWith is Sync against a snapshot; ErrStaleSnapshot when a Set
+	// came after it. Entries Update changed since the snapshot cost
+	// redundant writes at most.
+	SyncWith(ctx context.Context, full evpn.Intents, snap *Snapshot) error
 	// Learned delivers local learning facts. On start every fact already in
 	// the kernel is delivered once, then changes as they happen.
 	Learned() <-chan Learned

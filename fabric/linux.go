@@ -80,6 +80,8 @@ type Linux struct {
 	byVNI   map[evpn.VNI]*segState
 	byL3    map[evpn.VNI]*l3State // by L3VNI
 	remote  remoteState
+	// gen counts Sets, so a Snapshot taken before one is not used after.
+	gen uint64
 	// uplinkFwd holds the forwarding sysctls of the underlay evpnd turned
 	// on for tenant uplinks, to turn off when the last uplink goes.
 	uplinkFwd map[string]bool

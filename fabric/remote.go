@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/evpnd/evpnd/evpn"
@@ -281,22 +282,35 @@ type kernelView struct {
 
 // view dumps the remote entries of t's configured segments.
 func (l *Linux) view(t *tenantNS) (*kernelView, error) {
+	br, vx := l.segIndexes(t)
+	return dumpView(t.h, br, vx)
+}
+
+// segIndexes maps t's segments' bridge and vxlan ifindexes to their VNIs.
+func (l *Linux) segIndexes(t *tenantNS) (brVNI, vxVNI map[int]evpn.VNI) {
+	brVNI, vxVNI = make(map[int]evpn.VNI), make(map[int]evpn.VNI)
+	for vni, s := range l.byVNI {
+		if s.tenant == t {
+			brVNI[s.brIndex] = vni
+			vxVNI[s.vxIndex] = vni
+		}
+	}
+	return brVNI, vxVNI
+}
+
+// dumpView dumps, through h, the remote entries of the segments whose
+// bridge and vxlan ifindexes brVNI and vxVNI map to their VNIs.
+func dumpView(h *netlink.Handle, brVNI, vxVNI map[int]evpn.VNI) (*kernelView, error) {
 	v := &kernelView{
 		bridge: make(map[macKey]bool),
 		vxlan:  make(map[macKey][]netip.Addr),
 		flood:  make(map[floodKey]bool),
 		neigh:  make(map[ipKey]net.HardwareAddr),
 		local:  make(map[int][]netlink.Neigh),
-		brVNI:  make(map[int]evpn.VNI),
-		vxVNI:  make(map[int]evpn.VNI),
+		brVNI:  brVNI,
+		vxVNI:  vxVNI,
 	}
-	for vni, s := range l.byVNI {
-		if s.tenant == t {
-			v.brVNI[s.brIndex] = vni
-			v.vxVNI[s.vxIndex] = vni
-		}
-	}
-	fdb, err := kernel.Dump("bridge fdb", func() ([]netlink.Neigh, error) { return t.h.NeighList(0, unix.AF_BRIDGE) })
+	fdb, err := kernel.Dump("bridge fdb", func() ([]netlink.Neigh, error) { return h.NeighList(0, unix.AF_BRIDGE) })
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +339,7 @@ func (l *Linux) view(t *tenantNS) (*kernelView, error) {
 		}
 	}
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		ns, err := kernel.Dump("neighbors", func() ([]netlink.Neigh, error) { return t.h.NeighList(0, fam) })
+		ns, err := kernel.Dump("neighbors", func() ([]netlink.Neigh, error) { return h.NeighList(0, fam) })
 		if err != nil {
 			return nil, err
 		}
@@ -348,6 +362,104 @@ func (l *Linux) Sync(ctx context.Context, full evpn.Intents) error {
 	if l.closed {
 		return errors.New("sync: datapath is closed")
 	}
+	return l.sync(ctx, full, l.view)
+}
+
+// Snapshot is the remote entries the kernel held in every tenant
+// namespace, dumped without holding the datapath. See Datapath.
+type Snapshot struct {
+	gen   uint64
+	views map[*tenantNS]*kernelView
+	took  time.Duration
+}
+
+// Took is how long the dumps took.
+func (s *Snapshot) Took() time.Duration { return s.took }
+
+// Snapshot dumps every tenant's remote entries on handles of its own, so
+// Update and the other methods go on meanwhile: a full FDB dump costs the
+// kernel time quadratic in the table (seconds at 100k entries). See
+// Datapath.
+func (l *Linux) Snapshot(ctx context.Context) (*Snapshot, error) {
+	type job struct {
+		t            *tenantNS
+		ns           netns.NsHandle
+		brVNI, vxVNI map[int]evpn.VNI
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, errors.New("snapshot: datapath is closed")
+	}
+	snap := &Snapshot{gen: l.gen, views: make(map[*tenantNS]*kernelView, len(l.tenants))}
+	jobs := make([]job, 0, len(l.tenants))
+	var errs []error
+	for _, t := range l.tenants {
+		// A namespace handle of the snapshot's own: Set may close the
+		// tenant's while the dump runs.
+		fd, err := unix.Dup(int(t.ns))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant %q: namespace: %w", t.name, err))
+			continue
+		}
+		br, vx := l.segIndexes(t)
+		jobs = append(jobs, job{t: t, ns: netns.NsHandle(fd), brVNI: br, vxVNI: vx})
+	}
+	l.mu.Unlock()
+	start := time.Now()
+	for _, j := range jobs {
+		err := func() error {
+			defer j.ns.Close()
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			h, err := netlink.NewHandleAt(j.ns)
+			if err != nil {
+				return fmt.Errorf("netlink handle: %w", err)
+			}
+			defer h.Close()
+			v, err := dumpView(h, j.brVNI, j.vxVNI)
+			if err != nil {
+				return err
+			}
+			snap.views[j.t] = v
+			return nil
+		}()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant %q: %w", j.t.name, err))
+		}
+	}
+	snap.took = time.Since(start)
+	return snap, errors.Join(errs...)
+}
+
+// ErrStaleSnapshot says the tenants or segments changed after the
+// snapshot was taken; take another.
+var ErrStaleSnapshot = errors.New("snapshot taken before the last Set")
+
+// SyncWith is Sync against snap instead of fresh dumps. See Datapath.
+func (l *Linux) SyncWith(ctx context.Context, full evpn.Intents, snap *Snapshot) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errors.New("sync: datapath is closed")
+	}
+	if snap.gen != l.gen {
+		return ErrStaleSnapshot
+	}
+	return l.sync(ctx, full, func(t *tenantNS) (*kernelView, error) {
+		if v := snap.views[t]; v != nil {
+			return v, nil
+		}
+		return l.view(t)
+	})
+}
+
+// sync is Sync with the kernel's entries of each tenant from viewOf.
+// Entries written by Update since a snapshot viewOf returns only cause
+// redundant writes: every operation planned here moves an entry toward
+// full, which is the intent at the time of the call.
+func (l *Linux) sync(ctx context.Context, full evpn.Intents, viewOf func(*tenantNS) (*kernelView, error)) error {
 	want := newRemoteState()
 	var p plan
 	for _, f := range full.FDB {
@@ -376,7 +488,7 @@ func (l *Linux) Sync(ctx context.Context, full evpn.Intents) error {
 	// L3 entries already right in the kernel; syncL3 fills it.
 	heldL3 := newRemoteState()
 	for _, t := range l.tenants {
-		v, err := l.view(t)
+		v, err := viewOf(t)
 		if err != nil {
 			p.errs = append(p.errs, fmt.Errorf("tenant %q: %w", t.name, err))
 			continue

@@ -45,6 +45,7 @@ func (l *Linux) Set(ctx context.Context, cfg Config) error {
 	if l.closed {
 		return errors.New("set: datapath is closed")
 	}
+	l.gen++
 
 	ports := make(map[string]portWant)
 	for _, tc := range cfg.Tenants {

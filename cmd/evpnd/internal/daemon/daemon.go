@@ -56,6 +56,10 @@ type Daemon struct {
 	// against the desired state; 0 never.
 	repairEvery time.Duration
 	synced      bool // the first sync after convergence ran
+	// snapshots carries a repair's kernel snapshot back to the loop;
+	// snapshotting says one is being taken.
+	snapshots    chan snapshotResult
+	snapshotting bool
 	// frozenLocal are local MACs not advertised because they are frozen
 	// as duplicates elsewhere; clearing one replays its facts.
 	frozenLocal  map[macKey][]fabric.Learned
@@ -125,6 +129,7 @@ func New(o Options) (*Daemon, error) {
 		source:      o.Source,
 		reload:      o.Reload,
 		repairEvery: o.RepairInterval,
+		snapshots:   make(chan snapshotResult, 1),
 		requests:    make(chan request),
 		file:        o.File,
 		loaded:      time.Now(),
@@ -290,6 +295,8 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			d.reloadConfig(ctx)
 		case <-repair:
 			d.repair(ctx)
+		case r := <-d.snapshots:
+			d.repairRemote(ctx, r)
 		case p := <-peers:
 			d.hub.Publish(apiserver.Event{Peer: &p})
 		case batch, ok := <-events:
@@ -378,11 +385,13 @@ func (d *Daemon) sync(ctx context.Context) {
 }
 
 // repair puts back what was changed behind evpnd's back: devices, ports
-// and addresses (Set), remote FDB, flood, neighbor and route entries (Sync,
-// once the control plane has converged: before that the RIB is not
-// complete), and policy tables. Objects that are not evpnd's are never
-// touched: Set and Sync only change what evpnd tagged, Repair only
-// evpnd's tables.
+// and addresses (Set), remote FDB, flood, neighbor and route entries (a
+// sync against a snapshot, once the control plane has converged: before
+// that the RIB is not complete), and policy tables. Objects that are not
+// evpnd's are never touched: Set and Sync only change what evpnd tagged,
+// Repair only evpnd's tables. The snapshot's dumps run outside the loop:
+// they take the kernel seconds at 100k entries, and routes keep being
+// applied meanwhile.
 func (d *Daemon) repair(ctx context.Context) {
 	before := d.dp.Stats().Writes
 	err := d.dp.Set(ctx, d.cfg.Fabric())
@@ -390,15 +399,15 @@ func (d *Daemon) repair(ctx context.Context) {
 	if err != nil {
 		d.log.Error("repair: datapath not fully reconciled", "err", err)
 	}
-	if d.synced {
-		err := d.dp.Sync(ctx, d.rib.Intents())
-		d.metrics.ReconcileDone("sync", err)
-		if err != nil {
-			d.log.Error("repair: kernel sync incomplete", "err", err)
-		}
-	}
 	if n := d.dp.Stats().Writes - before; n > 0 {
 		d.log.Warn("kernel state changed outside evpnd was repaired", "writes", n)
+	}
+	if d.synced && !d.snapshotting {
+		d.snapshotting = true
+		go func() {
+			snap, err := d.dp.Snapshot(ctx)
+			d.snapshots <- snapshotResult{snap: snap, err: err}
+		}()
 	}
 	tenants, err := d.pol.Repair(ctx)
 	if len(tenants) > 0 || err != nil {
@@ -409,6 +418,37 @@ func (d *Daemon) repair(ctx context.Context) {
 	}
 	for _, t := range tenants {
 		d.restorePortAddresses(ctx, t)
+	}
+}
+
+// snapshotResult is what a repair's snapshot goroutine hands the loop.
+type snapshotResult struct {
+	snap *fabric.Snapshot
+	err  error
+}
+
+// repairRemote syncs the remote entries against a repair's snapshot.
+func (d *Daemon) repairRemote(ctx context.Context, r snapshotResult) {
+	d.snapshotting = false
+	if r.err != nil {
+		d.log.Error("repair: kernel snapshot incomplete", "err", r.err)
+	}
+	if r.snap == nil {
+		d.metrics.ReconcileDone("sync", r.err)
+		return
+	}
+	before := d.dp.Stats().Writes
+	err := d.dp.SyncWith(ctx, d.rib.Intents(), r.snap)
+	if errors.Is(err, fabric.ErrStaleSnapshot) {
+		d.log.Debug("repair: the datapath changed during the snapshot; next pass")
+		return
+	}
+	d.metrics.ReconcileDone("sync", errors.Join(r.err, err))
+	if err != nil {
+		d.log.Error("repair: kernel sync incomplete", "err", err)
+	}
+	if n := d.dp.Stats().Writes - before; n > 0 {
+		d.log.Warn("kernel state changed outside evpnd was repaired", "writes", n, "snapshot_took", r.snap.Took())
 	}
 }
 
