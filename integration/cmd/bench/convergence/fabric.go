@@ -107,14 +107,9 @@ func RunFabric(ctx context.Context, dut DUT, fo FabricOptions, opts Options) (re
 // argv, opts with defaults and a cleanup that tears the lab down (or keeps
 // a failed one when asked) and joins its error to the run's.
 func startLab(ctx context.Context, dut DUT, topology string, opts Options) (*lab.Lab, []string, Options, func(error) error, error) {
-	if err := Check(dut, opts); err != nil {
+	opts, err := prepare(dut, opts)
+	if err != nil {
 		return nil, nil, opts, nil, err
-	}
-	if opts.Logf == nil {
-		opts.Logf = func(string, ...any) {}
-	}
-	if opts.Timeout == 0 {
-		opts.Timeout = 5 * time.Minute
 	}
 	argv := opts.Injector
 	if len(argv) == 0 {
@@ -156,7 +151,7 @@ func fabric(ctx context.Context, l *lab.Lab, dut DUT, fo FabricOptions, argv []s
 	// teach it anything (evpnd moves its ports after start).
 	for i := range hostAddrs {
 		ns, port := hostBridge(l, dut, i)
-		if err := pollCtx(ctx, 50*time.Millisecond, func() error { return portOnBridge(ns, port) }); err != nil {
+		if err := pollCtx(ctx, 50*time.Millisecond, func() error { return onBridge(ns, port, bridgeName) }); err != nil {
 			return fmt.Errorf("host%d not ready: %w", i+1, err)
 		}
 	}
@@ -301,27 +296,6 @@ func handleIn(ns string) (*netlink.Handle, error) {
 		return nil, fmt.Errorf("netlink handle in %s: %w", ns, err)
 	}
 	return h, nil
-}
-
-// portOnBridge checks that port is up and enslaved to the bench bridge.
-func portOnBridge(ns, port string) error {
-	h, err := handleIn(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	br, err := h.LinkByName(bridgeName)
-	if err != nil {
-		return fmt.Errorf("%s: %s: %w", ns, bridgeName, err)
-	}
-	p, err := h.LinkByName(port)
-	if err != nil {
-		return fmt.Errorf("%s: %s: %w", ns, port, err)
-	}
-	if p.Attrs().MasterIndex != br.Attrs().Index {
-		return fmt.Errorf("%s: %s is not on %s", ns, port, bridgeName)
-	}
-	return nil
 }
 
 func drainRoutes(mon *injector) {

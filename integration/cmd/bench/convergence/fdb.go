@@ -92,38 +92,50 @@ func (c *fdbCounter) dump() (int, error) {
 	req.AddData(&netlink.Ndmsg{Family: unix.AF_BRIDGE})
 	n := 0
 	err := req.ExecuteIter(unix.NETLINK_ROUTE, unix.RTM_NEWNEIGH, func(m []byte) bool {
-		if len(m) < ndmSize {
-			return true
-		}
-		flags := m[ndmFlagsOff]
-		if flags&unix.NTF_EXT_LEARNED == 0 || flags&unix.NTF_SELF != 0 {
-			return true
-		}
-		var master uint32
-		var ours bool
-		for b := m[ndmSize:]; len(b) >= unix.SizeofRtAttr; {
-			l := int(nl.NativeEndian().Uint16(b[0:2]))
-			typ := nl.NativeEndian().Uint16(b[2:4])
-			if l < unix.SizeofRtAttr || l > len(b) {
-				break
-			}
-			v := b[unix.SizeofRtAttr:l]
-			switch typ {
-			case unix.NDA_MASTER:
-				if len(v) == 4 {
-					master = nl.NativeEndian().Uint32(v)
-				}
-			case unix.NDA_LLADDR:
-				ours = len(v) == 6 && [3]byte(v[:3]) == macOUI
-			}
-			b = b[min(len(b), (l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1)):]
-		}
-		if master == c.brIndex && ours {
+		if _, ok := injectedEntry(m, c.brIndex); ok {
 			n++
 		}
 		return true
 	})
 	return n, err
+}
+
+// injectedEntry reports whether an ndmsg (with its attributes) is an
+// injected MAC's extern_learn entry on the bridge brIndex, read in place,
+// and its MAC.
+func injectedEntry(m []byte, brIndex uint32) ([6]byte, bool) {
+	if len(m) < ndmSize || m[0] != unix.AF_BRIDGE {
+		return [6]byte{}, false
+	}
+	flags := m[ndmFlagsOff]
+	if flags&unix.NTF_EXT_LEARNED == 0 || flags&unix.NTF_SELF != 0 {
+		return [6]byte{}, false
+	}
+	var (
+		master uint32
+		mac    [6]byte
+		ours   bool
+	)
+	for b := m[ndmSize:]; len(b) >= unix.SizeofRtAttr; {
+		l := int(nl.NativeEndian().Uint16(b[0:2]))
+		typ := nl.NativeEndian().Uint16(b[2:4])
+		if l < unix.SizeofRtAttr || l > len(b) {
+			break
+		}
+		v := b[unix.SizeofRtAttr:l]
+		switch typ {
+		case unix.NDA_MASTER:
+			if len(v) == 4 {
+				master = nl.NativeEndian().Uint32(v)
+			}
+		case unix.NDA_LLADDR:
+			if len(v) == 6 && [3]byte(v[:3]) == macOUI {
+				mac, ours = [6]byte(v), true
+			}
+		}
+		b = b[min(len(b), (l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1)):]
+	}
+	return mac, ours && master == brIndex
 }
 
 func (c *fdbCounter) close() {

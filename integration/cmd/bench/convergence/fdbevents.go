@@ -82,7 +82,7 @@ func (w *fdbEvents) run() {
 		at := time.Now()
 		w.mu.Lock()
 		for _, m := range msgs {
-			mac, ok := w.injected(m.Data)
+			mac, ok := injectedEntry(m.Data, w.brIndex)
 			if !ok {
 				continue
 			}
@@ -98,43 +98,6 @@ func (w *fdbEvents) run() {
 		}
 		w.mu.Unlock()
 	}
-}
-
-// injected reports whether an ndmsg is an injected MAC's extern_learn
-// entry on the bridge (what fdbCounter counts), and its MAC.
-func (w *fdbEvents) injected(m []byte) ([6]byte, bool) {
-	if len(m) < ndmSize || m[0] != unix.AF_BRIDGE {
-		return [6]byte{}, false
-	}
-	flags := m[ndmFlagsOff]
-	if flags&unix.NTF_EXT_LEARNED == 0 || flags&unix.NTF_SELF != 0 {
-		return [6]byte{}, false
-	}
-	var (
-		master uint32
-		mac    [6]byte
-		ours   bool
-	)
-	for b := m[ndmSize:]; len(b) >= unix.SizeofRtAttr; {
-		l := int(nl.NativeEndian().Uint16(b[0:2]))
-		typ := nl.NativeEndian().Uint16(b[2:4])
-		if l < unix.SizeofRtAttr || l > len(b) {
-			break
-		}
-		v := b[unix.SizeofRtAttr:l]
-		switch typ {
-		case unix.NDA_MASTER:
-			if len(v) == 4 {
-				master = nl.NativeEndian().Uint32(v)
-			}
-		case unix.NDA_LLADDR:
-			if len(v) == 6 && [3]byte(v[:3]) == macOUI {
-				mac, ours = [6]byte(v), true
-			}
-		}
-		b = b[min(len(b), (l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1)):]
-	}
-	return mac, ours && master == w.brIndex
 }
 
 // count is how many injected MACs are on the bridge and when that count

@@ -100,6 +100,20 @@ type Result struct {
 	LabID        string        `json:"lab_id"`
 }
 
+// prepare checks that dut can run and fills opts' defaults.
+func prepare(dut DUT, opts Options) (Options, error) {
+	if err := Check(dut, opts); err != nil {
+		return opts, err
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 5 * time.Minute
+	}
+	return opts, nil
+}
+
 // pollEvery is the FDB dump interval when counting falls back to dumps.
 const pollEvery = 100 * time.Millisecond
 
@@ -110,14 +124,9 @@ func Run(ctx context.Context, dut DUT, routes int, opts Options) (res Result, er
 	if routes < 1 || routes > maxRoutes {
 		return res, fmt.Errorf("routes: %d is out of range 1..%d", routes, maxRoutes)
 	}
-	if err := Check(dut, opts); err != nil {
+	opts, err = prepare(dut, opts)
+	if err != nil {
 		return res, err
-	}
-	if opts.Logf == nil {
-		opts.Logf = func(string, ...any) {}
-	}
-	if opts.Timeout == 0 {
-		opts.Timeout = 5 * time.Minute
 	}
 	argv := opts.Injector
 	if len(argv) == 0 {
@@ -343,37 +352,32 @@ const eventPoll = 10 * time.Millisecond
 // errNoEvents says the notifications can no longer be counted on.
 var errNoEvents = errors.New("fdb notifications lost")
 
-// waitEvents is waitCount on the notifications' count.
+// waitEvents waits on the notifications' count until done accepts it;
+// errNoEvents when they were lost.
 func waitEvents(ctx context.Context, count func() (int, time.Time, bool), done func(int) bool, progress func(int)) error {
-	last := -1
-	for {
+	return waitUntil(ctx, func() (int, error) {
 		n, _, ok := count()
 		if !ok {
-			return errNoEvents
+			return 0, errNoEvents
 		}
-		if n != last {
-			progress(n)
-			last = n
-		}
-		if done(n) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d macs in the fdb: %w", n, context.Cause(ctx))
-		case <-time.After(eventPoll):
-		}
-	}
+		return n, nil
+	}, func(time.Duration) time.Duration { return eventPoll }, done, progress)
 }
 
 // waitCount polls c as measure does (a pause of at least pollEvery, or as
-// long as the last dump took) until done accepts the count; progress sees
-// each new count.
+// long as the last dump took) until done accepts the count.
 func waitCount(ctx context.Context, c *fdbCounter, done func(int) bool, progress func(int)) error {
+	return waitUntil(ctx, c.count, func(took time.Duration) time.Duration { return max(pollEvery, took) }, done, progress)
+}
+
+// waitUntil reads count, pausing as long as pause says after each read
+// (given how long the read took), until done accepts the count; progress
+// sees each new count.
+func waitUntil(ctx context.Context, count func() (int, error), pause func(time.Duration) time.Duration, done func(int) bool, progress func(int)) error {
 	last := -1
 	for {
 		began := time.Now()
-		n, err := c.count()
+		n, err := count()
 		if err != nil {
 			return err
 		}
@@ -386,8 +390,8 @@ func waitCount(ctx context.Context, c *fdbCounter, done func(int) bool, progress
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d macs in the fdb of %s: %w", n, c.ns, context.Cause(ctx))
-		case <-time.After(max(pollEvery, time.Since(began))):
+			return fmt.Errorf("%d macs in the fdb: %w", n, context.Cause(ctx))
+		case <-time.After(pause(time.Since(began))):
 		}
 	}
 }

@@ -164,14 +164,9 @@ func RunScaleOut(ctx context.Context, dut DUT, so ScaleOutOptions, opts Options)
 		return res, fmt.Errorf("scale-out: %d hosts, %d tenants, %d macs: want 2..%d hosts, 1..%d tenants, 1..%d macs",
 			so.Hosts, so.Tenants, so.MACs, MaxScaleOutHosts, MaxScaleOutTenants, MaxScaleOutMACs)
 	}
-	if err := Check(dut, opts); err != nil {
+	opts, err = prepare(dut, opts)
+	if err != nil {
 		return res, err
-	}
-	if opts.Logf == nil {
-		opts.Logf = func(string, ...any) {}
-	}
-	if opts.Timeout == 0 {
-		opts.Timeout = 5 * time.Minute
 	}
 	plan := newScalePlan(so)
 	res.RemoteMin, res.RemoteMax = plan.remote(0), plan.remote(0)
@@ -501,7 +496,7 @@ func scaleHostReady(l *lab.Lab, dut DUT, p scalePlan, h int) error {
 
 // onBridge checks that port is up and enslaved to bridge in ns.
 func onBridge(ns, port, bridge string) error {
-	h, err := handleInNS(ns)
+	h, err := handleIn(ns)
 	if err != nil {
 		return err
 	}
@@ -518,19 +513,6 @@ func onBridge(ns, port, bridge string) error {
 		return fmt.Errorf("%s: %s is not up on %s", ns, port, bridge)
 	}
 	return nil
-}
-
-func handleInNS(ns string) (*netlink.Handle, error) {
-	nsh, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", ns, err)
-	}
-	defer nsh.Close()
-	h, err := netlink.NewHandleAt(nsh)
-	if err != nil {
-		return nil, fmt.Errorf("netlink handle in %s: %w", ns, err)
-	}
-	return h, nil
 }
 
 // hostRSS is one host's VmHWM: evpnd's, or bgpd's plus zebra's.
