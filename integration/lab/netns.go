@@ -27,7 +27,7 @@ func (l *Lab) addNamespace(n *Node) error {
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		return fmt.Errorf("node %s: ip netns add %s: %w: %s", n.Name, ns, err, strings.TrimSpace(string(out)))
 	}
-	h, err := handleAt(ns)
+	h, err := HandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
@@ -64,7 +64,7 @@ func bridgeName(n *Node) string {
 // both up; an end on a bridge node is enslaved to its bridge.
 func (l *Lab) addLink(lk Link) error {
 	name := lk.A.String() + " <-> " + lk.B.String()
-	ha, err := handleAt(l.NS(lk.A.Node))
+	ha, err := HandleAt(l.NS(lk.A.Node))
 	if err != nil {
 		return fmt.Errorf("link %s: %w", name, err)
 	}
@@ -91,7 +91,7 @@ func (l *Lab) addLink(lk Link) error {
 }
 
 func (l *Lab) endpointUp(ep Endpoint) error {
-	h, err := handleAt(l.NS(ep.Node))
+	h, err := HandleAt(l.NS(ep.Node))
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,8 @@ func (l *Lab) endpointUp(ep Endpoint) error {
 	return nil
 }
 
-func handleAt(ns string) (*netlink.Handle, error) {
+// HandleAt is a netlink handle in the named namespace (/run/netns/ns).
+func HandleAt(ns string) (*netlink.Handle, error) {
 	nsh, err := netns.GetFromName(ns)
 	if err != nil {
 		return nil, fmt.Errorf("namespace %s: %w", ns, err)

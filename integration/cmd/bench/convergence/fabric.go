@@ -246,7 +246,7 @@ func fabric(ctx context.Context, l *lab.Lab, dut DUT, fo FabricOptions, argv []s
 
 	// B4. host1's port, for flushing a MAC there as a leaving VM does.
 	ns1, port1 := hostBridge(l, dut, 0)
-	h1, err := handleIn(ns1)
+	h1, err := lab.HandleAt(ns1)
 	if err != nil {
 		return err
 	}
@@ -283,19 +283,6 @@ func fabric(ctx context.Context, l *lab.Lab, dut DUT, fo FabricOptions, argv []s
 	res.Move = newLatency(lat)
 	opts.Logf("lab %s: B4 p50 %s p99 %s", l.ID, res.Move.P50, res.Move.P99)
 	return nil
-}
-
-func handleIn(ns string) (*netlink.Handle, error) {
-	nsh, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", ns, err)
-	}
-	defer nsh.Close()
-	h, err := netlink.NewHandleAt(nsh)
-	if err != nil {
-		return nil, fmt.Errorf("netlink handle in %s: %w", ns, err)
-	}
-	return h, nil
 }
 
 func drainRoutes(mon *injector) {

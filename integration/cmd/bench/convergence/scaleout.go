@@ -496,7 +496,7 @@ func scaleHostReady(l *lab.Lab, dut DUT, p scalePlan, h int) error {
 
 // onBridge checks that port is up and enslaved to bridge in ns.
 func onBridge(ns, port, bridge string) error {
-	h, err := handleIn(ns)
+	h, err := lab.HandleAt(ns)
 	if err != nil {
 		return err
 	}
