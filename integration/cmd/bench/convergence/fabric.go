@@ -103,9 +103,9 @@ func RunFabric(ctx context.Context, dut DUT, fo FabricOptions, opts Options) (re
 	return res, nil
 }
 
-// startLab checks dut, brings up topology and returns the lab, the agent
-// argv, opts with defaults and a cleanup that tears the lab down (or keeps
-// a failed one when asked) and joins its error to the run's.
+// startLab checks dut, brings up topology (a file of the topology
+// directory) and returns the lab, the injector argv, opts with defaults
+// and bringUp's cleanup.
 func startLab(ctx context.Context, dut DUT, topology string, opts Options) (*lab.Lab, []string, Options, func(error) error, error) {
 	opts, err := prepare(dut, opts)
 	if err != nil {
@@ -117,15 +117,30 @@ func startLab(ctx context.Context, dut DUT, topology string, opts Options) (*lab
 		if err != nil {
 			return nil, nil, opts, nil, fmt.Errorf("injector: own executable: %w", err)
 		}
+		// Resolved here: /proc/self/exe inside ip netns exec is ip.
 		argv = []string{exe, "inject"}
 	}
-	topo := filepath.Join(topologyDir(opts), topology)
-	l, err := lab.Start(topo, lab.Options{EvpndBin: evpndBin(opts), Keep: opts.Keep, Detached: opts.Keep, Logf: opts.Logf})
+	l, cleanup, err := bringUp(ctx, filepath.Join(topologyDir(opts), topology), opts, nil)
 	if err != nil {
 		return nil, nil, opts, nil, fmt.Errorf("%s: %w", dut, err)
 	}
+	return l, argv, opts, cleanup, nil
+}
+
+// bringUp starts the lab of the topology file and returns it with a
+// cleanup that tears it down, or keeps a failed one when asked (calling
+// kept), and joins its error to the run's.
+func bringUp(ctx context.Context, topo string, opts Options, kept func()) (*lab.Lab, func(error) error, error) {
+	// A kept lab must survive sweeps by later runs while its daemons run.
+	l, err := lab.Start(topo, lab.Options{EvpndBin: evpndBin(opts), Keep: opts.Keep, Detached: opts.Keep, Logf: opts.Logf})
+	if err != nil {
+		return nil, nil, err
+	}
 	cleanup := func(err error) error {
 		if err != nil && opts.Keep && ctx.Err() == nil {
+			if kept != nil {
+				kept()
+			}
 			return fmt.Errorf("%w (lab %s kept: run dir %s; remove with go run ./integration/cmd/lab down %s)", err, l.ID, l.RunDir, l.ID)
 		}
 		if derr := l.Down(); derr != nil {
@@ -133,7 +148,7 @@ func startLab(ctx context.Context, dut DUT, topology string, opts Options) (*lab
 		}
 		return err
 	}
-	return l, argv, opts, cleanup, nil
+	return l, cleanup, nil
 }
 
 // hostBridge is where host i's (0-based) tenant bridge lives and the name

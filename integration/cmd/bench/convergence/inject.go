@@ -97,6 +97,25 @@ func injectedMAC(i int) net.HardwareAddr {
 	return net.HardwareAddr{macOUI[0], macOUI[1], macOUI[2], byte(i >> 16), byte(i >> 8), byte(i)}
 }
 
+// startInjectorNode starts the injector in the lab's injector node, with
+// its log in the node's directory (the lab makes node directories only for
+// nodes with daemons).
+func startInjectorNode(l *lab.Lab, argv []string, opts Options) (*injector, error) {
+	if err := os.MkdirAll(l.NodeDir(injNode), 0o755); err != nil {
+		return nil, fmt.Errorf("injector dir: %w", err)
+	}
+	return startInjector(l.NS(injNode), argv, opts.InjectorEnv, filepath.Join(l.NodeDir(injNode), "injector.log"))
+}
+
+// injectedVTEPs are the remote VTEPs the injector's routes point at.
+func injectedVTEPs() []netip.Addr {
+	vteps := make([]netip.Addr, benchVTEPs)
+	for i, a := 0, firstVTEPAddr; i < benchVTEPs; i, a = i+1, a.Next() {
+		vteps[i] = a
+	}
+	return vteps
+}
+
 // benchRoutes builds n type-2 routes spread round-robin over vteps, each
 // VTEP with its own RD <vtep>:100, and one type-3 per VTEP.
 func benchRoutes(n int, asn uint32, vteps []netip.Addr, extra []extraMAC) []evpn.Route {

@@ -95,18 +95,12 @@ func restart(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 		return err
 	}
 	defer counter.close()
-	if err := os.MkdirAll(l.NodeDir(injNode), 0o755); err != nil {
-		return fmt.Errorf("injector dir: %w", err)
-	}
-	inj, err := startInjector(l.NS(injNode), argv, opts.InjectorEnv, filepath.Join(l.NodeDir(injNode), "injector.log"))
+	inj, err := startInjectorNode(l, argv, opts)
 	if err != nil {
 		return err
 	}
 	defer inj.stop()
-	vteps := make([]netip.Addr, benchVTEPs)
-	for i, a := 0, firstVTEPAddr; i < benchVTEPs; i, a = i+1, a.Next() {
-		vteps[i] = a
-	}
+	vteps := injectedVTEPs()
 	req := injectRequest{RouterID: injectorAddr, ASN: benchASN, Routes: routes, VTEPs: vteps,
 		Extra: []extraMAC{{MAC: w2MAC, VTEP: farAddr}}, Passive: true}
 	if err := inj.send(req); err != nil {

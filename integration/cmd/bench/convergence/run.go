@@ -21,7 +21,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -124,44 +123,14 @@ func Run(ctx context.Context, dut DUT, routes int, opts Options) (res Result, er
 	if routes < 1 || routes > maxRoutes {
 		return res, fmt.Errorf("routes: %d is out of range 1..%d", routes, maxRoutes)
 	}
-	opts, err = prepare(dut, opts)
+	l, argv, opts, cleanup, err := startLab(ctx, dut, "bench-"+string(dut)+".clab.yml", opts)
 	if err != nil {
 		return res, err
 	}
-	argv := opts.Injector
-	if len(argv) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return res, fmt.Errorf("injector: own executable: %w", err)
-		}
-		// Resolved here: /proc/self/exe inside ip netns exec is ip.
-		argv = []string{exe, "inject"}
-	}
-	topo := filepath.Join(topologyDir(opts), "bench-"+string(dut)+".clab.yml")
-
+	res.LabID = l.ID
+	defer func() { err = cleanup(err) }()
 	runCtx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("run timeout %s", opts.Timeout))
 	defer cancel()
-	l, err := lab.Start(topo, lab.Options{
-		EvpndBin: evpndBin(opts),
-		Keep:     opts.Keep,
-		// A kept lab must survive sweeps by later runs while its daemons
-		// run.
-		Detached: opts.Keep,
-		Logf:     opts.Logf,
-	})
-	if err != nil {
-		return res, fmt.Errorf("%s: %w", dut, err)
-	}
-	res.LabID = l.ID
-	defer func() {
-		if err != nil && opts.Keep && ctx.Err() == nil {
-			err = fmt.Errorf("%w (lab %s kept: run dir %s; remove with go run ./integration/cmd/lab down %s)", err, l.ID, l.RunDir, l.ID)
-			return
-		}
-		if derr := l.Down(); derr != nil {
-			err = errors.Join(err, fmt.Errorf("lab %s teardown: %w", l.ID, derr))
-		}
-	}()
 	if err := measure(runCtx, l, dut, routes, argv, opts, &res); err != nil {
 		return res, fmt.Errorf("%s, %d routes, lab %s: %w", dut, routes, l.ID, err)
 	}
@@ -201,19 +170,12 @@ func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 		return n, at, true
 	}
 
-	// The lab makes node directories only for nodes with daemons.
-	if err := os.MkdirAll(l.NodeDir(injNode), 0o755); err != nil {
-		return fmt.Errorf("injector dir: %w", err)
-	}
-	inj, err := startInjector(l.NS(injNode), argv, opts.InjectorEnv, filepath.Join(l.NodeDir(injNode), "injector.log"))
+	inj, err := startInjectorNode(l, argv, opts)
 	if err != nil {
 		return err
 	}
 	defer inj.stop()
-	vteps := make([]netip.Addr, benchVTEPs)
-	for i, a := 0, firstVTEPAddr; i < benchVTEPs; i, a = i+1, a.Next() {
-		vteps[i] = a
-	}
+	vteps := injectedVTEPs()
 	if err := inj.send(injectRequest{RouterID: injectorAddr, ASN: benchASN, Routes: routes, VTEPs: vteps}); err != nil {
 		return err
 	}

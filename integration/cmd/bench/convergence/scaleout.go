@@ -195,22 +195,16 @@ func RunScaleOut(ctx context.Context, dut DUT, so ScaleOutOptions, opts Options)
 	runCtx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("run timeout %s", opts.Timeout))
 	defer cancel()
 	began := time.Now()
-	l, err := lab.Start(topo, lab.Options{EvpndBin: evpndBin(opts), Keep: opts.Keep, Detached: opts.Keep, Logf: opts.Logf})
+	l, cleanup, err := bringUp(ctx, topo, opts, func() {
+		keepDir = true
+		opts.Logf("scale-out topology kept in %s", dir)
+	})
 	if err != nil {
 		return res, fmt.Errorf("%s scale-out: %w", dut, err)
 	}
 	res.BringUp = time.Since(began)
 	res.LabID = l.ID
-	defer func() {
-		if err != nil && opts.Keep && ctx.Err() == nil {
-			keepDir = true
-			err = fmt.Errorf("%w (lab %s kept: run dir %s, topology %s; remove with go run ./integration/cmd/lab down %s)", err, l.ID, l.RunDir, dir, l.ID)
-			return
-		}
-		if derr := l.Down(); derr != nil {
-			err = errors.Join(err, fmt.Errorf("lab %s teardown: %w", l.ID, derr))
-		}
-	}()
+	defer func() { err = cleanup(err) }()
 	opts.Logf("lab %s: %d %s hosts up after %s", l.ID, so.Hosts, dut, res.BringUp.Round(time.Millisecond))
 	if err := scaleOut(runCtx, l, dut, plan, opts, &res); err != nil {
 		return res, fmt.Errorf("%s scale-out, %d hosts, lab %s: %w", dut, so.Hosts, l.ID, err)
