@@ -47,15 +47,15 @@ type Nftables struct {
 // and to update addresses in place.
 type tenantState struct {
 	binding Binding
-	policy  Policy
 	addrs   map[string][]netip.Addr
 	ns      netns.NsHandle
 	conn    *nftables.Conn
 	h       *netlink.Handle
 	rs      *Ruleset
 	handles handles
-	// snap is the policy and binding rs was made from, for the fast path
-	// (applyRuleEdits).
+	// snap is the policy and binding rs was made from (the engine's own
+	// copies): what the fast path (applyRuleEdits) compares against and
+	// what Repair applies again.
 	snap *snapshot
 	// nl dumps rule handles (readHandles).
 	nl *mnl.Conn
@@ -202,7 +202,7 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 		}
 		t.handles = t.learnAllHandles(rs)
 	}
-	t.binding, t.policy, t.rs = b, p, rs
+	t.binding, t.rs = b, rs
 	t.snap = newSnapshot(b, p)
 	e.tenants[b.Tenant] = t
 	delete(e.pending, b.Tenant)
@@ -254,7 +254,7 @@ func (e *Nftables) applyRuleEdits(t *tenantState, b Binding, p Policy, start tim
 			t.snap.p.Rules[i] = cloneRule(p.Rules[i])
 		}
 	}
-	t.binding, t.policy, t.rs = b, p, rs
+	t.binding, t.rs = b, rs
 	applied, err := e.finish(t, p, start, true)
 	return applied, true, err
 }

@@ -33,7 +33,7 @@ func (e *Nftables) Repair(ctx context.Context) ([]string, error) {
 			continue
 		}
 		if !ok {
-			jobs = append(jobs, job{t.binding, t.policy})
+			jobs = append(jobs, job{t.snap.b, t.snap.p})
 		}
 	}
 	e.mu.Unlock()
