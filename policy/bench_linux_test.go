@@ -13,29 +13,6 @@ import (
 	"github.com/evpnd/evpnd/policy"
 )
 
-// benchBinding is the layout policybench.Generate writes its rules for.
-func benchBinding(ns string) policy.Binding {
-	return policy.Binding{Tenant: "bench", Namespace: ns, Segments: []policy.SegmentBinding{
-		{Name: "web", Bridge: "br100", Ports: []string{"tap-a", "tap-b", "tap-c"}},
-		{Name: "db", Bridge: "br200", Ports: []string{"tap-d", "tap-e"}},
-	}}
-}
-
-// changeRule returns p with rule i's ports changed, as the policy bench
-// edits one rule of a large policy.
-func changeRule(p policy.Policy, i int, to uint16) policy.Policy {
-	q := p
-	q.Rules = append([]policy.Rule(nil), p.Rules...)
-	r := q.Rules[i]
-	r.Protocol, r.ICMPTypes = policy.ProtoTCP, nil
-	r.Ports = []policy.PortRange{{From: to, To: to}}
-	if len(r.Remote.Prefixes) > 0 {
-		r.Remote = policy.Remote{Prefixes: r.Remote.Prefixes[:1]}
-	}
-	q.Rules[i] = r
-	return q
-}
-
 // BenchmarkPrivilegedOneRuleChange applies a one-rule change to an
 // applied 10,000-rule policy, as the policy bench's P3 does.
 func BenchmarkPrivilegedOneRuleChange(b *testing.B) {
@@ -62,12 +39,12 @@ func BenchmarkPrivilegedOneRuleChange(b *testing.B) {
 	}
 	const n = 10000
 	p := policybench.Generate("bench", n)
-	bind := benchBinding(ns)
+	bind := policybench.Binding("bench", ns)
 	if _, err := e.Apply(ctx, bind, p); err != nil {
 		b.Fatal(err)
 	}
 	for i := 0; b.Loop(); i++ {
-		q := changeRule(p, (n-1)*(i%97+1)/98, uint16(60000+i%1000))
+		q := policybench.ChangeOne(p, (n-1)*(i%97+1)/98, uint16(60000+i%1000))
 		if _, err := e.Apply(ctx, bind, q); err != nil {
 			b.Fatal(err)
 		}

@@ -45,8 +45,8 @@ const (
 	FlowRule = "bench-flow"
 )
 
-// binding is how the engine finds a benchmark tenant.
-func binding(tenant, namespace string) policy.Binding {
+// Binding is how the engine finds a benchmark tenant in namespace.
+func Binding(tenant, namespace string) policy.Binding {
 	b := policy.Binding{Tenant: tenant, Namespace: namespace}
 	for _, s := range layout {
 		sb := policy.SegmentBinding{Name: s.name, Bridge: s.bridge}
@@ -168,9 +168,9 @@ func Generate(tenant string, n int) policy.Policy {
 	return p
 }
 
-// changeOne returns p with one rule's ports changed, as an operator
+// ChangeOne returns p with one rule's ports changed, as an operator
 // editing one rule of a large policy would.
-func changeOne(p policy.Policy, rule int, to uint16) policy.Policy {
+func ChangeOne(p policy.Policy, rule int, to uint16) policy.Policy {
 	q := p
 	q.Rules = append([]policy.Rule(nil), p.Rules...)
 	r := q.Rules[rule]

@@ -315,7 +315,7 @@ func runScale(ctx context.Context, n int, opts Options) (sc Scale, err error) {
 	}
 	defer e.Close()
 	const tenant = "bench"
-	b := binding(tenant, l.tenant.name)
+	b := Binding(tenant, l.tenant.name)
 	p := Generate(tenant, n)
 	if err := learn(ctx, e, tenant); err != nil {
 		return sc, err
@@ -357,7 +357,7 @@ func runScale(ctx context.Context, n int, opts Options) (sc Scale, err error) {
 			return sc, err
 		}
 		rule := (n - 1) * (i + 1) / (opts.Repeats + 1)
-		q := changeOne(p, rule, uint16(60000+i))
+		q := ChangeOne(p, rule, uint16(60000+i))
 		start := time.Now()
 		if _, err := e.Apply(ctx, b, q); err != nil {
 			return sc, fmt.Errorf("one-rule change: %w", err)
@@ -413,7 +413,7 @@ func runTenants(ctx context.Context, opts Options) (res Tenants, err error) {
 		}
 		p := Generate(tenant, opts.TenantRules)
 		start := time.Now()
-		if _, err := e.Apply(ctx, binding(tenant, l.tenant.name), p); err != nil {
+		if _, err := e.Apply(ctx, Binding(tenant, l.tenant.name), p); err != nil {
 			return res, fmt.Errorf("tenant %s: apply: %w", tenant, err)
 		}
 		d := time.Since(start)
@@ -459,7 +459,7 @@ func runThroughput(ctx context.Context, opts Options) (res Throughput, err error
 	}
 	defer e.Close()
 	const tenant = "bench"
-	b := binding(tenant, l.tenant.name)
+	b := Binding(tenant, l.tenant.name)
 	p := Generate(tenant, opts.ThroughputRules)
 	srv, err := startIperfServer(ctx, opts.Iperf, l.workloads[flowServer].name)
 	if err != nil {
