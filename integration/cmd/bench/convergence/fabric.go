@@ -352,28 +352,40 @@ type fdbDst struct {
 }
 
 func watchFDB(ns string) (*fdbWatch, error) {
-	nsh, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", ns, err)
-	}
-	defer nsh.Close()
-	w := &fdbWatch{ns: ns, done: make(chan struct{}), ch: make(chan netlink.NeighUpdate, 4096),
-		entries: map[string]fdbDst{}, changed: make(chan struct{})}
-	err = netlink.NeighSubscribeWithOptions(w.ch, w.done, netlink.NeighSubscribeOptions{
-		Namespace:         &nsh,
-		ReceiveBufferSize: 1 << 22,
-		ErrorCallback: func(err error) {
-			w.mu.Lock()
-			w.err = err
-			w.mu.Unlock()
-		},
-		ListExisting: true,
+	w := &fdbWatch{ns: ns, entries: map[string]fdbDst{}, changed: make(chan struct{})}
+	var err error
+	w.ch, w.done, err = subscribeFDB(ns, 4096, 1<<22, func(err error) {
+		w.mu.Lock()
+		w.err = err
+		w.mu.Unlock()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to the fdb of %s: %w", ns, err)
+		return nil, err
 	}
 	go w.run()
 	return w, nil
+}
+
+// subscribeFDB subscribes to the neighbor (and FDB) changes of the named
+// namespace, the existing entries first, with a channel of chanLen
+// updates and a socket buffer of bufLen bytes; closing done ends it.
+func subscribeFDB(ns string, chanLen, bufLen int, onErr func(error)) (ch chan netlink.NeighUpdate, done chan struct{}, err error) {
+	nsh, err := netns.GetFromName(ns)
+	if err != nil {
+		return nil, nil, fmt.Errorf("namespace %s: %w", ns, err)
+	}
+	defer nsh.Close()
+	ch, done = make(chan netlink.NeighUpdate, chanLen), make(chan struct{})
+	err = netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{
+		Namespace:         &nsh,
+		ReceiveBufferSize: bufLen,
+		ErrorCallback:     onErr,
+		ListExisting:      true,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("subscribe to the fdb of %s: %w", ns, err)
+	}
+	return ch, done, nil
 }
 
 func (w *fdbWatch) run() {

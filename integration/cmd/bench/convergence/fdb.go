@@ -152,28 +152,25 @@ func fdbNamespace(l *lab.Lab, dut DUT) string {
 	return "/run/netns/" + l.TenantNS(dutNode, benchTenant)
 }
 
-// peakRSS is the DUT's VmHWM: evpnd's, or bgpd's plus zebra's.
-func peakRSS(l *lab.Lab, dut DUT) (uint64, error) {
+// hostRSS is the VmHWM of a node's DUT daemons: evpnd's, or the sum of
+// bgpd's and zebra's (both do the work in FRR).
+func hostRSS(l *lab.Lab, dut DUT, node string) (uint64, error) {
 	want := map[string]bool{"evpnd": dut == Evpnd, "bgpd": dut == FRR, "zebra": dut == FRR}
 	var total uint64
 	found := 0
 	for _, p := range l.State().Procs {
-		if p.Node != dutNode || !want[p.Name] {
+		if p.Node != node || !want[p.Name] {
 			continue
 		}
 		hwm, err := vmHWM(p.PID)
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", p.Name, err)
+			return 0, fmt.Errorf("%s %s: %w", node, p.Name, err)
 		}
 		total += hwm
 		found++
 	}
-	wantN := 1
-	if dut == FRR {
-		wantN = 2
-	}
-	if found != wantN {
-		return 0, fmt.Errorf("peak rss: found %d of the %d %s daemons", found, wantN, dut)
+	if wantN := map[DUT]int{Evpnd: 1, FRR: 2}[dut]; found != wantN {
+		return 0, fmt.Errorf("%s: rss: found %d of the %d %s daemons", node, found, wantN, dut)
 	}
 	return total, nil
 }

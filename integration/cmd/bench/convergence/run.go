@@ -261,7 +261,7 @@ func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 			return fmt.Errorf("notifications counted %d macs but a dump of %s finds %d", routes, fdbNS, n)
 		}
 	}
-	if res.PeakRSS, err = peakRSS(l, dut); err != nil {
+	if res.PeakRSS, err = hostRSS(l, dut, dutNode); err != nil {
 		return err
 	}
 

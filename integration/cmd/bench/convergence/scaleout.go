@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/evpnd/evpnd/integration/lab"
@@ -509,28 +508,6 @@ func onBridge(ns, port, bridge string) error {
 	return nil
 }
 
-// hostRSS is one host's VmHWM: evpnd's, or bgpd's plus zebra's.
-func hostRSS(l *lab.Lab, dut DUT, node string) (uint64, error) {
-	want := map[string]bool{"evpnd": dut == Evpnd, "bgpd": dut == FRR, "zebra": dut == FRR}
-	var total uint64
-	found := 0
-	for _, p := range l.State().Procs {
-		if p.Node != node || !want[p.Name] {
-			continue
-		}
-		hwm, err := vmHWM(p.PID)
-		if err != nil {
-			return 0, fmt.Errorf("%s %s: %w", node, p.Name, err)
-		}
-		total += hwm
-		found++
-	}
-	if wantN := map[DUT]int{Evpnd: 1, FRR: 2}[dut]; found != wantN {
-		return 0, fmt.Errorf("%s: rss: found %d of the %d %s daemons", node, found, wantN, dut)
-	}
-	return total, nil
-}
-
 // scaleSender sends the workloads' frames of one host: one packet socket
 // in the host namespace, writing to each tenant's workload end of its veth
 // pair. Protocol 0 keeps the socket from receiving a copy of every frame
@@ -658,27 +635,17 @@ func newScaleTracker(dut DUT, p scalePlan) *scaleTracker {
 // watch subscribes to the FDB of one bridge namespace.
 func (tr *scaleTracker) watch(l *lab.Lab, ns int) (*scaleWatch, error) {
 	name := tr.namespaces[ns].name(l)
-	nsh, err := netns.GetFromName(name)
-	if err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", name, err)
-	}
-	defer nsh.Close()
-	w := &scaleWatch{done: make(chan struct{}), ch: make(chan netlink.NeighUpdate, 1024)}
-	err = netlink.NeighSubscribeWithOptions(w.ch, w.done, netlink.NeighSubscribeOptions{
-		Namespace:         &nsh,
-		ReceiveBufferSize: 1 << 21,
-		ErrorCallback: func(err error) {
-			tr.mu.Lock()
-			if tr.err == nil {
-				tr.err = fmt.Errorf("fdb subscription in %s: %w", name, err)
-			}
-			tr.mu.Unlock()
-		},
-		ListExisting: true,
+	ch, done, err := subscribeFDB(name, 1024, 1<<21, func(err error) {
+		tr.mu.Lock()
+		if tr.err == nil {
+			tr.err = fmt.Errorf("fdb subscription in %s: %w", name, err)
+		}
+		tr.mu.Unlock()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to the fdb of %s: %w", name, err)
+		return nil, err
 	}
+	w := &scaleWatch{done: done, ch: ch}
 	go func() {
 		for u := range w.ch {
 			tr.update(ns, u, time.Now())
