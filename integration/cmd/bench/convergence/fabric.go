@@ -89,42 +89,47 @@ func RunFabric(ctx context.Context, dut DUT, fo FabricOptions, opts Options) (re
 	if fo.MACs < 1 || fo.Moves < 1 || fo.MACs > 1<<16 || fo.Moves > 1<<16 {
 		return res, fmt.Errorf("fabric: %d macs, %d moves: want 1..65536 of each", fo.MACs, fo.Moves)
 	}
-	l, argv, opts, cleanup, err := startLab(ctx, dut, "bench-fabric-"+string(dut)+".clab.yml", opts)
+	err = inLab(ctx, dut, "bench-fabric-"+string(dut)+".clab.yml", opts, &res.LabID,
+		func(ctx context.Context, l *lab.Lab, argv []string, opts Options) error {
+			return fabric(ctx, l, dut, fo, argv, opts, &res)
+		})
 	if err != nil {
-		return res, err
-	}
-	res.LabID = l.ID
-	defer func() { err = cleanup(err) }()
-	runCtx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("run timeout %s", opts.Timeout))
-	defer cancel()
-	if err := fabric(runCtx, l, dut, fo, argv, opts, &res); err != nil {
-		return res, fmt.Errorf("%s fabric, lab %s: %w", dut, l.ID, err)
+		return res, fmt.Errorf("%s fabric: %w", dut, err)
 	}
 	return res, nil
 }
 
-// startLab checks dut, brings up topology (a file of the topology
-// directory) and returns the lab, the injector argv, opts with defaults
-// and bringUp's cleanup.
-func startLab(ctx context.Context, dut DUT, topology string, opts Options) (*lab.Lab, []string, Options, func(error) error, error) {
-	opts, err := prepare(dut, opts)
+// inLab checks dut, brings up topology (a file of the topology
+// directory), runs body in it under opts.Timeout with the injector argv
+// and opts with defaults, and tears the lab down (or keeps a failed one
+// when asked). labID receives the lab's ID.
+func inLab(ctx context.Context, dut DUT, topology string, opts Options, labID *string,
+	body func(ctx context.Context, l *lab.Lab, argv []string, opts Options) error) (err error) {
+	opts, err = prepare(dut, opts)
 	if err != nil {
-		return nil, nil, opts, nil, err
+		return err
 	}
 	argv := opts.Injector
 	if len(argv) == 0 {
 		exe, err := os.Executable()
 		if err != nil {
-			return nil, nil, opts, nil, fmt.Errorf("injector: own executable: %w", err)
+			return fmt.Errorf("injector: own executable: %w", err)
 		}
 		// Resolved here: /proc/self/exe inside ip netns exec is ip.
 		argv = []string{exe, "inject"}
 	}
 	l, cleanup, err := bringUp(ctx, filepath.Join(topologyDir(opts), topology), opts, nil)
 	if err != nil {
-		return nil, nil, opts, nil, fmt.Errorf("%s: %w", dut, err)
+		return err
 	}
-	return l, argv, opts, cleanup, nil
+	*labID = l.ID
+	defer func() { err = cleanup(err) }()
+	runCtx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("run timeout %s", opts.Timeout))
+	defer cancel()
+	if err := body(runCtx, l, argv, opts); err != nil {
+		return fmt.Errorf("lab %s: %w", l.ID, err)
+	}
+	return nil
 }
 
 // bringUp starts the lab of the topology file and returns it with a

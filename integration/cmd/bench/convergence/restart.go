@@ -74,16 +74,12 @@ func RunRestart(ctx context.Context, dut DUT, routes int, opts Options) (res Res
 	if routes < 1 || routes > maxRoutes {
 		return res, fmt.Errorf("routes: %d is out of range 1..%d", routes, maxRoutes)
 	}
-	l, argv, opts, cleanup, err := startLab(ctx, dut, "bench-restart-"+string(dut)+".clab.yml", opts)
+	err = inLab(ctx, dut, "bench-restart-"+string(dut)+".clab.yml", opts, &res.LabID,
+		func(ctx context.Context, l *lab.Lab, argv []string, opts Options) error {
+			return restart(ctx, l, dut, routes, argv, opts, &res)
+		})
 	if err != nil {
-		return res, err
-	}
-	res.LabID = l.ID
-	defer func() { err = cleanup(err) }()
-	runCtx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("run timeout %s", opts.Timeout))
-	defer cancel()
-	if err := restart(runCtx, l, dut, routes, argv, opts, &res); err != nil {
-		return res, fmt.Errorf("%s restart, %d routes, lab %s: %w", dut, routes, l.ID, err)
+		return res, fmt.Errorf("%s restart, %d routes: %w", dut, routes, err)
 	}
 	return res, nil
 }

@@ -123,16 +123,12 @@ func Run(ctx context.Context, dut DUT, routes int, opts Options) (res Result, er
 	if routes < 1 || routes > maxRoutes {
 		return res, fmt.Errorf("routes: %d is out of range 1..%d", routes, maxRoutes)
 	}
-	l, argv, opts, cleanup, err := startLab(ctx, dut, "bench-"+string(dut)+".clab.yml", opts)
+	err = inLab(ctx, dut, "bench-"+string(dut)+".clab.yml", opts, &res.LabID,
+		func(ctx context.Context, l *lab.Lab, argv []string, opts Options) error {
+			return measure(ctx, l, dut, routes, argv, opts, &res)
+		})
 	if err != nil {
-		return res, err
-	}
-	res.LabID = l.ID
-	defer func() { err = cleanup(err) }()
-	runCtx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("run timeout %s", opts.Timeout))
-	defer cancel()
-	if err := measure(runCtx, l, dut, routes, argv, opts, &res); err != nil {
-		return res, fmt.Errorf("%s, %d routes, lab %s: %w", dut, routes, l.ID, err)
+		return res, fmt.Errorf("%s, %d routes: %w", dut, routes, err)
 	}
 	return res, nil
 }
