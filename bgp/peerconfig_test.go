@@ -28,6 +28,16 @@ func TestTTLSecurityMapping(t *testing.T) {
 	}
 }
 
+func TestPassiveMapping(t *testing.T) {
+	s := New(testLogger())
+	for _, passive := range []bool{false, true} {
+		p := s.apiPeer(PeerConfig{Address: netip.MustParseAddr("10.0.0.254"), ASN: 65000, Passive: passive})
+		if got := p.GetTransport().GetPassiveMode(); got != passive {
+			t.Errorf("passive %v: gobgp transport passive-mode %v", passive, got)
+		}
+	}
+}
+
 // GoBGP keeps what apiPeer hands it, on add and on a live update, and the
 // password travels the same way.
 func TestPeerSecurityInGoBGP(t *testing.T) {

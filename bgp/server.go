@@ -663,7 +663,7 @@ func (s *Server) apiPeerRestarting(p PeerConfig, restarting bool) *api.Peer {
 	if p.KeepaliveInterval > 0 {
 		timers.KeepaliveInterval = uint64(p.KeepaliveInterval / time.Second)
 	}
-	tr := &api.Transport{}
+	tr := &api.Transport{PassiveMode: p.Passive}
 	if p.Port != 0 {
 		tr.RemotePort = uint32(p.Port)
 	}

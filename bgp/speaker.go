@@ -25,6 +25,11 @@ type PeerConfig struct {
 	// IPv4, IPv6 unicast); one more ends the session with a Cease
 	// (RFC 4486 subcode 1), which the peer may retry. 0 means no cap.
 	MaxPrefixes uint32
+	// Passive waits for the peer to connect and never connects out (FRR:
+	// neighbor X passive). Where two evpnd hosts peer directly, one side
+	// passive saves them from refusing each other's connections while
+	// GoBGP sits out its idle hold after a failed attempt.
+	Passive bool
 }
 
 // Config is the speaker's global configuration.

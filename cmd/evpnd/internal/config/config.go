@@ -75,6 +75,7 @@ type PeerFile struct {
 	Description       string `mapstructure:"description"`
 	TTLSecurity       int    `mapstructure:"ttl-security"`
 	MaxPrefixes       int    `mapstructure:"max-prefixes"`
+	Passive           bool   `mapstructure:"passive"`
 }
 
 // TenantDef is one entry of tenants.

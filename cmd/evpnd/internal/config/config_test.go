@@ -504,3 +504,27 @@ func TestLoadMaxPrefixes(t *testing.T) {
 		t.Fatalf("max-prefixes -1: %v", err)
 	}
 }
+
+func TestLoadPassive(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	base := "router-id: 10.0.0.9\nasn: 65009\nvtep-address: 10.0.0.9\npeers:\n  - {address: 10.0.0.254, asn: 65000, passive: %s}\n"
+	for _, tc := range []struct {
+		value string
+		want  bool
+	}{{"true", true}, {"false", false}} {
+		if err := os.WriteFile(p, []byte(fmt.Sprintf(base, tc.value)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(p, nil)
+		if err != nil || cfg.BGP.Peers[0].Passive != tc.want {
+			t.Fatalf("passive %s: %v, %+v", tc.value, err, cfg)
+		}
+	}
+	if err := os.WriteFile(p, []byte(fmt.Sprintf(base, "sometimes")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, nil); err == nil || !strings.Contains(err.Error(), "passive") {
+		t.Fatalf("passive sometimes: %v", err)
+	}
+}

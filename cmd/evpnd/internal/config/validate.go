@@ -125,6 +125,7 @@ func (f File) Validate() (*Config, []string) {
 		} else {
 			pc.MaxPrefixes = uint32(n)
 		}
+		pc.Passive = p.Passive
 		c.BGP.Peers = append(c.BGP.Peers, pc)
 	}
 
