@@ -176,6 +176,7 @@ func (s *Server) StopForRestart() {
 	}
 	s.stopImport()
 	s.endWatch()
+	s.hold.stop()
 	if !s.cfg.GracefulRestart.Enabled {
 		// Peers without the capability would only see a dead session:
 		// end it properly.

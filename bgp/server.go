@@ -59,10 +59,13 @@ type Server struct {
 	// promised holds, per established peer, whether its session
 	// negotiated graceful restart for l2vpn-evpn, so its End-of-RIB will
 	// come: such a peer is waited for, never judged by the quiet rule.
-	promised  map[netip.Addr]bool
-	lastRoute time.Time
-	started   time.Time
-	converged chan struct{}
+	promised map[netip.Addr]bool
+	// restartTimes holds the restart time each peer advertised (RFC 4724),
+	// learnt with promised.
+	restartTimes map[netip.Addr]time.Duration
+	lastRoute    time.Time
+	started      time.Time
+	converged    chan struct{}
 	// convergedDue is set once convergence is decided; deliver closes
 	// converged after handing on every route queued before that, so a
 	// consumer that drains Events first has the whole table.
@@ -78,6 +81,7 @@ type Server struct {
 
 	feed *peerFeed
 	imp  importState
+	hold *grHold
 }
 
 // peerFeed carries peer state changes from GoBGP's watch callback to
@@ -228,18 +232,30 @@ var _ Speaker = (*Server)(nil)
 
 // New returns a server that does nothing until Start.
 func New(log *slog.Logger) *Server {
-	return &Server{
-		log:       log,
-		events:    make(chan []evpn.Route, 64),
-		q:         newQueue[evpn.Route](),
-		done:      make(chan struct{}),
-		peers:     map[netip.Addr]PeerConfig{},
-		eor:       map[netip.Addr]bool{},
-		up:        map[netip.Addr]time.Time{},
-		promised:  map[netip.Addr]bool{},
-		converged: make(chan struct{}),
-		feed:      newPeerFeed(),
+	s := &Server{
+		log:          log,
+		events:       make(chan []evpn.Route, 64),
+		q:            newQueue[evpn.Route](),
+		done:         make(chan struct{}),
+		peers:        map[netip.Addr]PeerConfig{},
+		eor:          map[netip.Addr]bool{},
+		up:           map[netip.Addr]time.Time{},
+		promised:     map[netip.Addr]bool{},
+		restartTimes: map[netip.Addr]time.Duration{},
+		converged:    make(chan struct{}),
+		feed:         newPeerFeed(),
 	}
+	s.hold = newGRHold(s.q.push, log.Info)
+	return s
+}
+
+// peerRestartTimeLocked is the restart time peer a advertised, or
+// DefaultRestartTime when it is not known.
+func (s *Server) peerRestartTimeLocked(a netip.Addr) time.Duration {
+	if t, ok := s.restartTimes[a]; ok && t > 0 {
+		return t
+	}
+	return DefaultRestartTime
 }
 
 // Start runs GoBGP with cfg's global settings and peers.
@@ -387,9 +403,12 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 		paths := t.GetPaths()
 		routes := in.buf[:0]
 		evpnPaths := 0
+		s.hold.lock()
 		for _, p := range paths {
 			if p.GetNlri() == nil {
-				s.onEOR(p)
+				if peer, ok := s.onEOR(p); ok {
+					routes = s.hold.endOfRIB(peer, routes)
+				}
 				continue
 			}
 			// Only EVPN feeds the RIB and the convergence timer; the
@@ -408,6 +427,9 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 			if !ok || !rt.Peer.IsValid() {
 				continue // our own route
 			}
+			if !s.hold.filter(rt) {
+				continue // withdrawn while its peer restarts
+			}
 			routes = append(routes, rt)
 		}
 		if evpnPaths > 0 {
@@ -416,6 +438,7 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 			s.mu.Unlock()
 		}
 		s.q.push(routes)
+		s.hold.unlock()
 		clear(routes) // the queue has copies; drop references for the GC
 		in.buf = routes
 		return
@@ -428,14 +451,24 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 			s.log.Info("bgp peer state", "peer", addr, "state", sessionState(st.GetSessionState()))
 			now := time.Now()
 			s.mu.Lock()
+			hold, wait := false, time.Duration(0)
 			if st.GetSessionState() == api.PeerState_ESTABLISHED {
 				s.up[addr] = now
 			} else {
+				_, wasUp := s.up[addr]
+				_, configured := s.peers[addr]
+				hold = wasUp && configured && s.cfg.GracefulRestart.Enabled
+				wait = s.peerRestartTimeLocked(addr)
 				delete(s.eor, addr)
 				delete(s.up, addr)
 				delete(s.promised, addr)
 			}
 			s.mu.Unlock()
+			if hold {
+				s.hold.lock()
+				s.hold.begin(addr, wait)
+				s.hold.unlock()
+			}
 			if addr.IsValid() {
 				s.feed.state(addr, st.GetPeerAsn(), st.GetSessionState(), now)
 			}
@@ -447,17 +480,21 @@ func isEVPN(f *api.Family) bool {
 	return f.GetAfi() == api.Family_AFI_L2VPN && f.GetSafi() == api.Family_SAFI_EVPN
 }
 
-func (s *Server) onEOR(p *api.Path) {
+// onEOR records an l2vpn-evpn End-of-RIB and reports the peer that sent
+// it.
+func (s *Server) onEOR(p *api.Path) (netip.Addr, bool) {
 	if !isEVPN(p.GetFamily()) {
-		return
+		return netip.Addr{}, false
 	}
 	addr, err := netip.ParseAddr(p.GetNeighborIp())
 	if err != nil {
-		return
+		return netip.Addr{}, false
 	}
+	addr = addr.Unmap()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.eor[addr.Unmap()] = true
+	s.eor[addr] = true
+	return addr, true
 }
 
 // watchConvergence closes converged once every peer has sent its table.
@@ -524,21 +561,23 @@ func (s *Server) learnPromises() {
 	}
 	s.mu.Unlock()
 	for _, a := range ask {
-		promised, ok := s.promisesEOR(a)
+		promised, restart, ok := s.promisesEOR(a)
 		if !ok {
 			continue
 		}
 		s.mu.Lock()
 		if _, up := s.up[a]; up {
 			s.promised[a] = promised
+			s.restartTimes[a] = restart
 		}
 		s.mu.Unlock()
 	}
 }
 
 // promisesEOR reports whether peer a's session negotiated graceful
-// restart for l2vpn-evpn; ok is false when GoBGP could not say.
-func (s *Server) promisesEOR(a netip.Addr) (promised, ok bool) {
+// restart for l2vpn-evpn, and the restart time a advertised; ok is false
+// when GoBGP could not say.
+func (s *Server) promisesEOR(a netip.Addr) (promised bool, restart time.Duration, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), convergeQuiet)
 	defer cancel()
 	err := s.bgp.ListPeer(ctx, &api.ListPeerRequest{Address: a.String()}, func(p *api.Peer) {
@@ -546,13 +585,14 @@ func (s *Server) promisesEOR(a netip.Addr) (promised, ok bool) {
 			return
 		}
 		ok = true
+		restart = time.Duration(p.GetGracefulRestart().GetPeerRestartTime()) * time.Second
 		for _, af := range p.GetAfiSafis() {
 			if isEVPN(af.GetConfig().GetFamily()) {
 				promised = af.GetMpGracefulRestart().GetState().GetReceived()
 			}
 		}
 	})
-	return promised, ok && err == nil
+	return promised, restart, ok && err == nil
 }
 
 // deliver hands queued routes on, coalescing whatever arrived meanwhile
@@ -612,12 +652,20 @@ func (s *Server) SetPeers(ctx context.Context, peers []PeerConfig) error {
 		if _, ok := want[a]; ok {
 			continue
 		}
+		// Out of peers first: a removed peer's session end starts no
+		// graceful restart hold, and its routes go at once.
+		s.mu.Lock()
+		delete(s.peers, a)
+		s.mu.Unlock()
+		s.hold.forget(a)
 		if err := s.bgp.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s: delete: %w", a, err))
+			s.mu.Lock()
+			s.peers[a] = have[a]
+			s.mu.Unlock()
 			continue
 		}
 		s.mu.Lock()
-		delete(s.peers, a)
 		delete(s.eor, a)
 		s.mu.Unlock()
 	}
@@ -811,6 +859,7 @@ func (s *Server) Stop() {
 	}
 	s.stopImport()
 	s.endWatch()
+	s.hold.stop()
 	_ = s.bgp.StopBgp(context.Background(), &api.StopBgpRequest{})
 	s.bgp.Stop()
 	if g := s.cfg.GracefulRestart; g.Enabled && g.StateDir != "" {
