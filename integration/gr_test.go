@@ -18,44 +18,120 @@ import (
 // grMACs is how many MACs host2 holds behind vm2 while host1 restarts.
 const grMACs = 10000
 
-// TestPrivilegedGracefulRestart restarts host1's evpnd twice, once with
-// the restart signal (SIGUSR1) and once with kill -9, while host2 holds
-// grMACs MACs and vm1 sends a numbered UDP flow to vm2. Each time: no
-// packet of the flow is lost; the route reflector keeps host1's routes,
-// marked stale, until host1 is back; host2 keeps vm1's MAC throughout; and
-// once host1 has sent End-of-RIB, what it no longer has (a MAC that left
-// host1 while it was down) is swept on the RR and on host2, and what host2
-// withdrew meanwhile is swept from host1's kernel, nothing else. Then a
-// plain SIGTERM makes the RR withdraw host1's routes at once.
+// grHelper is the peer that keeps host1's routes while host1's evpnd
+// restarts, seen through its own table.
+type grHelper struct {
+	// name is the helper's lab node.
+	name string
+	// ready returns nil once the helper and host1 have negotiated graceful
+	// restart; it skips t when the helper will not keep host1's routes.
+	ready func(t *testing.T, l *lab.Lab) error
+	// fromHost1 reads the helper's paths from host1. stale is -1 when the
+	// helper does not show which paths are stale.
+	fromHost1 func(l *lab.Lab) (rrPaths, error)
+	// fromHost2 reads the helper's paths from host2; nil when host2 is the
+	// helper.
+	fromHost2 func(l *lab.Lab) (rrPaths, error)
+}
+
+// TestPrivilegedGracefulRestart runs the graceful restart test with an
+// FRR route reflector as host1's helper. FRR 8.4 (Debian 12) keeps no
+// l2vpn-evpn routes for a restarting peer, so this skips there; the
+// evpnd-helper variant below runs everywhere.
 func TestPrivilegedGracefulRestart(t *testing.T) {
+	testGracefulRestart(t, "topologies/gr.clab.yml", grHelper{
+		name: "rr",
+		ready: func(t *testing.T, l *lab.Lab) error {
+			out, err := l.Vtysh("rr", "show bgp neighbors 10.0.0.1")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(out), "Graceful Restart Capability: advertised and received") {
+				return errors.New("rr and host1 have not negotiated graceful restart")
+			}
+			// FRR counts a family for graceful restart only if it is one of
+			// its NSF families; FRR 8.4's end at SAFI_MPLS_VPN, so it is a
+			// helper for nothing evpnd carries and drops host1's routes with
+			// the session.
+			if !strings.Contains(string(out), "Remote GR Mode: Restart") {
+				ver, _ := l.Vtysh("rr", "show version")
+				t.Skipf("the RR's FRR negotiates graceful restart but keeps no l2vpn-evpn routes for a restarting peer "+
+					"(Remote GR Mode is not Restart: EVPN is not among its NSF families); needs an FRR with EVPN graceful restart. %s",
+					strings.SplitN(string(ver), "\n", 2)[0])
+			}
+			return nil
+		},
+		fromHost1: func(l *lab.Lab) (rrPaths, error) { return rrPathsFrom(l, "10.0.0.1") },
+		fromHost2: func(l *lab.Lab) (rrPaths, error) { return rrPathsFrom(l, "10.0.0.2") },
+	})
+}
+
+// TestPrivilegedGracefulRestartEvpndHelper runs the graceful restart test
+// with evpnd on both sides: host1 and host2 peer directly, and host2's
+// evpnd (GoBGP as helper) keeps host1's routes, and so its kernel entries,
+// while host1 restarts.
+func TestPrivilegedGracefulRestartEvpndHelper(t *testing.T) {
+	testGracefulRestart(t, "topologies/gr-mesh.clab.yml", grHelper{
+		name: "host2",
+		ready: func(t *testing.T, l *lab.Lab) error {
+			state, err := evpndPeerState(l, "host2", "10.0.0.1")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(strings.ToLower(state), "established") {
+				return fmt.Errorf("host2's session with host1 is %s", state)
+			}
+			return nil
+		},
+		fromHost1: evpndPathsFrom("host2", "10.0.0.1"),
+	})
+}
+
+// evpndPathsFrom reads the type-2 routes node's evpnd holds from the host
+// with router ID peer (its RD 10.0.0.x:100, VNI 100). evpnd does not show
+// which paths are stale.
+func evpndPathsFrom(node, peer string) func(l *lab.Lab) (rrPaths, error) {
+	return func(l *lab.Lab) (rrPaths, error) {
+		var out struct {
+			Routes []ctlRoute `json:"routes"`
+		}
+		if err := l.EvpnctlJSON(node, &out, "show", "evpn", "routes", "--rd", peer+":100"); err != nil {
+			return rrPaths{}, err
+		}
+		rs := rrPaths{stale: -1, macs: map[string]bool{}}
+		for _, r := range out.Routes {
+			if r.Local || r.NextHop != peer {
+				continue
+			}
+			rs.paths++
+			if r.MAC != "" {
+				rs.macs[strings.ToLower(r.MAC)] = true
+			}
+		}
+		return rs, nil
+	}
+}
+
+// testGracefulRestart restarts host1's evpnd twice, once with the restart
+// signal (SIGUSR1) and once with kill -9, while host2 holds grMACs MACs
+// and vm1 sends a numbered UDP flow to vm2. Each time: no packet of the
+// flow is lost; the helper keeps host1's routes (marked stale where it
+// shows it) until host1 is back; host2 keeps vm1's MAC throughout; and
+// once host1 has sent End-of-RIB, what it no longer has (a MAC that left
+// host1 while it was down) is swept on the helper and on host2, and what
+// host2 withdrew meanwhile is swept from host1's kernel, nothing else.
+// Then a plain SIGTERM makes the helper drop host1's routes at once.
+func testGracefulRestart(t *testing.T, topology string, helper grHelper) {
 	requireLab(t)
 	if _, err := os.Stat(filepath.Join("..", "bin", "evpnd")); err != nil {
 		t.Skip("bin/evpnd is missing: run make build")
 	}
-	l := lab.Up(t, "topologies/gr.clab.yml", lab.Options{})
+	l := lab.Up(t, topology, lab.Options{})
 	vm2 := netip.MustParseAddr("172.31.1.2")
 	lab.Eventually(t, converge, pollEvery, func() error {
 		return lab.TCPExchange(t, l.NS("vm1"), l.NS("vm2"), vm2, 7101)
 	})
-	// FRR counts a family for graceful restart only if it is one of its
-	// NSF families; FRR 8.4's end at SAFI_MPLS_VPN, so it is a helper for
-	// nothing evpnd carries and drops host1's routes with the session.
-	lab.Eventually(t, converge, pollEvery, func() error {
-		out, err := l.Vtysh("rr", "show bgp neighbors 10.0.0.1")
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(string(out), "Graceful Restart Capability: advertised and received") {
-			return errors.New("rr and host1 have not negotiated graceful restart")
-		}
-		if !strings.Contains(string(out), "Remote GR Mode: Restart") {
-			ver, _ := l.Vtysh("rr", "show version")
-			t.Skipf("the RR's FRR negotiates graceful restart but keeps no l2vpn-evpn routes for a restarting peer "+
-				"(Remote GR Mode is not Restart: EVPN is not among its NSF families); needs an FRR with EVPN graceful restart. %s",
-				strings.SplitN(string(ver), "\n", 2)[0])
-		}
-		return nil
-	})
+	lab.Eventually(t, converge, pollEvery, func() error { return helper.ready(t, l) })
 	tenant1, tenant2 := l.TenantNS("host1", "blue"), l.TenantNS("host2", "blue")
 	mac1 := strings.TrimSpace(string(must(l.Exec("vm1", "cat", "/sys/class/net/eth1/address"))))
 
@@ -101,14 +177,15 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 		if err := mode.stop(); err != nil {
 			t.Fatal(err)
 		}
-		// The RR helps: host1's routes stay, stale.
+		// The helper helps: host1's routes stay, stale.
 		lab.Eventually(t, converge, pollEvery, func() error {
-			rs, err := rrPathsFrom(l, "10.0.0.1")
+			rs, err := helper.fromHost1(l)
 			if err != nil {
 				return err
 			}
-			if rs.paths == 0 || rs.stale != rs.paths {
-				return fmt.Errorf("rr holds %d paths from host1, %d stale; want all kept as stale", rs.paths, rs.stale)
+			if rs.paths == 0 || (rs.stale >= 0 && rs.stale != rs.paths) || !rs.macs[strings.ToLower(mac1)] {
+				return fmt.Errorf("%s holds %d paths from host1 (vm1's MAC %s among them: %v), %d stale; want all kept as stale",
+					helper.name, rs.paths, mac1, rs.macs[strings.ToLower(mac1)], rs.stale)
 			}
 			return nil
 		})
@@ -127,12 +204,15 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 			if err := remoteFDB(tenant1, gone2); err != nil {
 				return fmt.Errorf("host1's kernel must keep what it had until it is back: %w", err)
 			}
-			rs, err := rrPathsFrom(l, "10.0.0.2")
+			if helper.fromHost2 == nil {
+				return nil
+			}
+			rs, err := helper.fromHost2(l)
 			if err != nil {
 				return err
 			}
 			if rs.macs[gone2] {
-				return fmt.Errorf("rr still has %s from host2", gone2)
+				return fmt.Errorf("%s still has %s from host2", helper.name, gone2)
 			}
 			return nil
 		})
@@ -168,21 +248,21 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 			}
 		}
 
-		// Fresh again: no stale path from host1 on the RR, the leaver swept
-		// on the RR and on host2, host2's withdrawn MAC swept on host1 and
-		// nothing else.
+		// Fresh again: no stale path from host1 on the helper, the leaver
+		// swept on the helper and on host2, host2's withdrawn MAC swept on
+		// host1 and nothing else.
 		lab.Eventually(t, converge, pollEvery, func() error {
-			rs, err := rrPathsFrom(l, "10.0.0.1")
+			rs, err := helper.fromHost1(l)
 			if err != nil {
 				return err
 			}
 			switch {
-			case rs.paths == 0 || rs.stale != 0:
-				return fmt.Errorf("rr holds %d paths from host1, %d stale; want all fresh", rs.paths, rs.stale)
+			case rs.paths == 0 || rs.stale > 0:
+				return fmt.Errorf("%s holds %d paths from host1, %d stale; want all fresh", helper.name, rs.paths, rs.stale)
 			case rs.macs[leaverMAC]:
-				return fmt.Errorf("rr still has %s, which left host1 while it was down", leaverMAC)
+				return fmt.Errorf("%s still has %s, which left host1 while it was down", helper.name, leaverMAC)
 			case !rs.macs[strings.ToLower(mac1)]:
-				return fmt.Errorf("rr lacks vm1's MAC %s from host1", mac1)
+				return fmt.Errorf("%s lacks vm1's MAC %s from host1", helper.name, mac1)
 			}
 			if err := remoteFDB(tenant2, leaverMAC); err == nil {
 				return fmt.Errorf("host2 still has %s", leaverMAC)
@@ -190,7 +270,9 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 			if err := remoteFDB(tenant1, gone2); err == nil {
 				return fmt.Errorf("host1 still has %s, which host2 withdrew", gone2)
 			}
-			return wantRemote(tenant1, "02:5a:47:", grMACs-i-1)
+			// The refresh at the top of this round brought back the MAC
+			// host2 withdrew in the round before; only this round's is gone.
+			return wantRemote(tenant1, "02:5a:47:", grMACs-1)
 		})
 		if err := vm1At2(); err != nil {
 			t.Fatal(err)
@@ -202,18 +284,18 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 		}
 	}
 
-	// A plain SIGTERM is a clean stop: the RR withdraws host1's routes at
+	// A plain SIGTERM is a clean stop: the helper drops host1's routes at
 	// once, and the next start will not claim a restart.
 	if err := l.StopDaemons("host1"); err != nil {
 		t.Fatal(err)
 	}
 	lab.Eventually(t, converge, pollEvery, func() error {
-		rs, err := rrPathsFrom(l, "10.0.0.1")
+		rs, err := helper.fromHost1(l)
 		if err != nil {
 			return err
 		}
 		if rs.paths != 0 {
-			return fmt.Errorf("rr holds %d paths from host1 (%d stale) after a clean stop", rs.paths, rs.stale)
+			return fmt.Errorf("%s holds %d paths from host1 (%d stale) after a clean stop", helper.name, rs.paths, rs.stale)
 		}
 		if err := remoteFDB(tenant2, mac1); err == nil {
 			return fmt.Errorf("host2 still has vm1's MAC %s", mac1)
@@ -255,9 +337,9 @@ func signalAndWait(l *lab.Lab, node string, sig syscall.Signal) error {
 	return l.KillDaemons(node) // only the records: the process is gone
 }
 
-// rrPaths summarises the RR's paths from one peer.
+// rrPaths summarises a helper's paths from one peer.
 type rrPaths struct {
-	paths, stale int
+	paths, stale int             // stale is -1 where the helper does not show it
 	macs         map[string]bool // type-2 MACs, lower case
 }
 
