@@ -176,6 +176,11 @@ type Datapath interface {
 	// came after it. Entries Update changed since the snapshot cost
 	// redundant writes at most.
 	SyncWith(ctx context.Context, full evpn.Intents, snap *Snapshot) error
+	// Adopted reports whether Set ever found a tenant namespace already
+	// there, which may hold remote entries of an earlier run. When it did
+	// not, every remote entry was written by Update and the first Sync
+	// has nothing to prune.
+	Adopted() bool
 	// Learned delivers local learning facts. On start every fact already in
 	// the kernel is delivered once, then changes as they happen.
 	Learned() <-chan Learned

@@ -82,6 +82,9 @@ type Linux struct {
 	remote  remoteState
 	// gen counts Sets, so a Snapshot taken before one is not used after.
 	gen uint64
+	// adopted is set once Set opens a tenant namespace that was already
+	// there: it may hold remote entries of an earlier run.
+	adopted bool
 	// uplinkFwd holds the forwarding sysctls of the underlay evpnd turned
 	// on for tenant uplinks, to turn off when the last uplink goes.
 	uplinkFwd map[string]bool

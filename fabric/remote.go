@@ -433,6 +433,14 @@ func (l *Linux) Snapshot(ctx context.Context) (*Snapshot, error) {
 	return snap, errors.Join(errs...)
 }
 
+// Adopted reports whether Set found a tenant namespace already there. See
+// Datapath.
+func (l *Linux) Adopted() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.adopted
+}
+
 // ErrStaleSnapshot says the tenants or segments changed after the
 // snapshot was taken; take another.
 var ErrStaleSnapshot = errors.New("snapshot taken before the last Set")

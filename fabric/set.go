@@ -329,6 +329,7 @@ func (l *Linux) ensureTenant(tenant, nsName string) (*tenantNS, error) {
 	if created {
 		l.log.Info("tenant namespace created", "tenant", tenant, "netns", nsName)
 	} else {
+		l.adopted = true
 		l.log.Info("tenant namespace adopted", "tenant", tenant, "netns", nsName)
 	}
 	return t, nil

@@ -56,8 +56,8 @@ type Daemon struct {
 	// against the desired state; 0 never.
 	repairEvery time.Duration
 	synced      bool // the first sync after convergence ran
-	// snapshots carries a repair's kernel snapshot back to the loop;
-	// snapshotting says one is being taken.
+	// snapshots carries a kernel snapshot (the first sync's or a
+	// repair's) back to the loop; snapshotting says one is being taken.
 	snapshots    chan snapshotResult
 	snapshotting bool
 	// frozenLocal are local MACs not advertised because they are frozen
@@ -296,7 +296,12 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		case <-repair:
 			d.repair(ctx)
 		case r := <-d.snapshots:
-			d.repairRemote(ctx, r)
+			d.snapshotting = false
+			if d.synced {
+				d.repairRemote(ctx, r)
+			} else {
+				d.firstSync(ctx, r)
+			}
 		case p := <-peers:
 			d.hub.Publish(apiserver.Event{Peer: &p})
 		case batch, ok := <-events:
@@ -317,8 +322,18 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			if err := d.drainEvents(ctx, events); err != nil {
 				return err
 			}
-			d.sync(ctx)
-			d.synced = true
+			// The prune dumps every remote entry, seconds of kernel time
+			// at 100k MACs; off the loop, withdrawals that arrive
+			// meanwhile (a peer lost just after an ingest) are applied
+			// at once rather than after the dump. With nothing adopted
+			// from an earlier run there is nothing to prune.
+			if d.dp.Adopted() {
+				d.takeSnapshot(ctx)
+			} else {
+				d.synced = true
+				d.metrics.ReconcileDone("sync", nil)
+				d.log.Info("kernel synced with control plane", "adopted", false)
+			}
 		}
 	}
 }
@@ -371,11 +386,34 @@ func (d *Daemon) apply(ctx context.Context, diff evpn.Diff) {
 	}
 }
 
-// sync prunes stale remote entries once the control plane has told us
-// everything: until then a restart keeps what the kernel has.
-func (d *Daemon) sync(ctx context.Context) {
+// takeSnapshot dumps the kernel's remote entries outside the loop; the
+// result comes back on d.snapshots.
+func (d *Daemon) takeSnapshot(ctx context.Context) {
+	d.snapshotting = true
+	go func() {
+		snap, err := d.dp.Snapshot(ctx)
+		d.snapshots <- snapshotResult{snap: snap, err: err}
+	}()
+}
+
+// firstSync prunes stale remote entries once the control plane has told
+// us everything (until then a restart keeps what the kernel has), against
+// the snapshot taken when it converged. A snapshot that a Set made stale
+// is taken again; one that failed gives way to fresh dumps on the loop.
+func (d *Daemon) firstSync(ctx context.Context, r snapshotResult) {
 	want := d.rib.Intents()
-	err := d.dp.Sync(ctx, want)
+	var err error
+	if r.snap != nil && r.err == nil {
+		err = d.dp.SyncWith(ctx, want, r.snap)
+		if errors.Is(err, fabric.ErrStaleSnapshot) {
+			d.takeSnapshot(ctx)
+			return
+		}
+	} else {
+		d.log.Warn("kernel snapshot incomplete; syncing from fresh dumps", "err", r.err)
+		err = d.dp.Sync(ctx, want)
+	}
+	d.synced = true
 	d.metrics.ReconcileDone("sync", err)
 	if err != nil {
 		d.log.Error("kernel sync incomplete", "err", err)
@@ -403,11 +441,7 @@ func (d *Daemon) repair(ctx context.Context) {
 		d.log.Warn("kernel state changed outside evpnd was repaired", "writes", n)
 	}
 	if d.synced && !d.snapshotting {
-		d.snapshotting = true
-		go func() {
-			snap, err := d.dp.Snapshot(ctx)
-			d.snapshots <- snapshotResult{snap: snap, err: err}
-		}()
+		d.takeSnapshot(ctx)
 	}
 	tenants, err := d.pol.Repair(ctx)
 	if len(tenants) > 0 || err != nil {
@@ -429,7 +463,6 @@ type snapshotResult struct {
 
 // repairRemote syncs the remote entries against a repair's snapshot.
 func (d *Daemon) repairRemote(ctx context.Context, r snapshotResult) {
-	d.snapshotting = false
 	if r.err != nil {
 		d.log.Error("repair: kernel snapshot incomplete", "err", r.err)
 	}
