@@ -20,8 +20,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	evpndv1 "github.com/evpnd/evpnd/api/evpnd/v1"
 	"github.com/evpnd/evpnd/cmd/evpnd/internal/apiserver"
@@ -162,6 +164,55 @@ func TestHealth(t *testing.T) {
 		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			t.Errorf("health of %q = %v, want SERVING", svc, resp.GetStatus())
 		}
+	}
+}
+
+// Server reflection is what grpcurl and other generic clients use to find
+// the services and their messages without the proto files.
+func TestReflection(t *testing.T) {
+	conn, _ := serve(t, apitest.Fixture())
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(req *reflectionpb.ServerReflectionRequest) *reflectionpb.ServerReflectionResponse {
+		t.Helper()
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	want := evpndv1.EvpndService_ServiceDesc.ServiceName
+	var services []string
+	for _, s := range ask(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+	}).GetListServicesResponse().GetService() {
+		services = append(services, s.GetName())
+	}
+	if !slices.Contains(services, want) || !slices.Contains(services, "grpc.health.v1.Health") {
+		t.Fatalf("reflection lists %v, want %s and grpc.health.v1.Health among them", services, want)
+	}
+	fds := ask(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: want},
+	}).GetFileDescriptorResponse().GetFileDescriptorProto()
+	found := false
+	for _, b := range fds {
+		var fd descriptorpb.FileDescriptorProto
+		if err := proto.Unmarshal(b, &fd); err != nil {
+			t.Fatal(err)
+		}
+		for _, svc := range fd.GetService() {
+			if fd.GetPackage()+"."+svc.GetName() == want && len(svc.GetMethod()) > 0 {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("reflection gives no file descriptor with the methods of %s", want)
 	}
 }
 
