@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // frrDaemonDir holds the FRR daemons of the Debian frr package.
@@ -184,11 +186,72 @@ func (l *Lab) startEvpnd(n *Node) error {
 	if err := removeStale(sock); err != nil {
 		return err
 	}
-	p, done, err := l.startProc(n, "evpnd", env, bin, "--config", n.EvpndConfig())
+	argv := []string{bin, "--config", n.EvpndConfig()}
+	caps := n.Capabilities()
+	var want uint64
+	if caps != nil {
+		if want, err = capMask(caps); err != nil {
+			return fmt.Errorf("node %s: label %s: %w", n.Name, LabelCapabilities, err)
+		}
+		// Still uid 0, but a bounding set of only these: what exec gives
+		// root then is exactly them, as with the systemd unit's
+		// CapabilityBoundingSet.
+		argv = append([]string{"setpriv", "--bounding-set=-all,+" + strings.Join(caps, ",+"), "--"}, argv...)
+	}
+	p, done, err := l.startProc(n, "evpnd", env, argv...)
 	if err != nil {
 		return err
 	}
-	return l.waitReady(p, done, sock)
+	if err := l.waitReady(p, done, sock); err != nil {
+		return err
+	}
+	if caps != nil {
+		got, err := effectiveCaps(p.PID)
+		if err != nil {
+			return fmt.Errorf("node %s: evpnd capabilities: %w", n.Name, err)
+		}
+		if got != want {
+			return fmt.Errorf("node %s: evpnd runs with capabilities %#x, want %#x (%s)", n.Name, got, want, strings.Join(caps, ","))
+		}
+	}
+	return nil
+}
+
+// capNumbers names the capabilities a topology may grant evpnd.
+var capNumbers = map[string]uint{
+	"dac_override":     unix.CAP_DAC_OVERRIDE,
+	"net_admin":        unix.CAP_NET_ADMIN,
+	"net_bind_service": unix.CAP_NET_BIND_SERVICE,
+	"net_raw":          unix.CAP_NET_RAW,
+	"sys_admin":        unix.CAP_SYS_ADMIN,
+	"sys_module":       unix.CAP_SYS_MODULE,
+	"sys_ptrace":       unix.CAP_SYS_PTRACE,
+}
+
+func capMask(names []string) (uint64, error) {
+	var m uint64
+	for _, c := range names {
+		n, ok := capNumbers[c]
+		if !ok {
+			return 0, fmt.Errorf("unknown capability %q", c)
+		}
+		m |= 1 << n
+	}
+	return m, nil
+}
+
+// effectiveCaps reads CapEff of a running process.
+func effectiveCaps(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no CapEff", pid)
 }
 
 func frrIDs() (uid, gid int, err error) {

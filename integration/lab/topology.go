@@ -33,6 +33,11 @@ const (
 	// reflector). FRR containers always run zebra, so the default is zebra +
 	// bgpd; a bound daemons file cannot turn zebra off either.
 	LabelFRRZebra = "evpnd.frr/zebra"
+	// LabelCapabilities on an evpnd node runs evpnd with only these Linux
+	// capabilities (comma-separated names without CAP_, e.g.
+	// "net_admin,net_bind_service,sys_admin", the systemd unit's set);
+	// the runner checks that the running evpnd has exactly them.
+	LabelCapabilities = "evpnd.capabilities"
 )
 
 // Bind targets the runner looks for among a node's binds.
@@ -117,6 +122,19 @@ func (n *Node) EvpndConfig() string {
 		}
 	}
 	return ""
+}
+
+// Capabilities is the node's LabelCapabilities as names, nil when unset.
+func (n *Node) Capabilities() []string {
+	v := strings.TrimSpace(n.Labels[LabelCapabilities])
+	if v == "" {
+		return nil
+	}
+	var out []string
+	for _, c := range strings.Split(v, ",") {
+		out = append(out, strings.ToLower(strings.TrimSpace(c)))
+	}
+	return out
 }
 
 // RunsZebra reports whether an FRR node runs zebra next to bgpd.
