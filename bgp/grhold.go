@@ -21,7 +21,8 @@ import (
 // withdrawals GoBGP reports for that peer instead of passing them on,
 // until the peer has sent End-of-RIB again (what it sent by then is
 // current; what it did not send is withdrawn then) or until its restart
-// time runs out. A path the peer sends again meanwhile cancels the held
+// time runs out. A peer that is back before GoBGP dropped anything needs
+// no hold: GoBGP's own graceful restart carries on from there. A path the peer sends again meanwhile cancels the held
 // withdrawal of its NLRI. GoBGP reports a session's end after the
 // withdrawals it makes for it, so a peer that ends its session with a
 // NOTIFICATION (a clean stop), or that never negotiated graceful restart,
@@ -61,6 +62,17 @@ func (g *grHold) begin(peer netip.Addr, wait time.Duration) {
 	hp := &heldPeer{withdrawn: map[string]evpn.Route{}}
 	hp.timer = time.AfterFunc(wait, func() { g.expire(peer, hp) })
 	g.peers[peer] = hp
+}
+
+// established ends peer's hold if nothing was withdrawn while it was
+// away: its session is back and GoBGP still has its paths (or, without
+// graceful restart, withdrew them before the hold began). Called with
+// the lock held.
+func (g *grHold) established(peer netip.Addr) {
+	if hp := g.peers[peer]; hp != nil && len(hp.withdrawn) == 0 {
+		hp.timer.Stop()
+		delete(g.peers, peer)
+	}
 }
 
 // filter reports whether r, received from r.Peer, is passed on now.

@@ -67,6 +67,25 @@ func TestGRHold(t *testing.T) {
 	if len(released) != 0 {
 		t.Errorf("released by a timer: %v", released)
 	}
+
+	// Back before anything was withdrawn (or, without graceful restart,
+	// after GoBGP withdrew everything at once): no hold from then on.
+	g.begin(peer, time.Hour)
+	g.established(peer)
+	if !g.filter(route(7, peer, true)) {
+		t.Error("a withdrawal after the peer came back with nothing held was held")
+	}
+	// Back after GoBGP dropped its routes: the hold lasts until
+	// End-of-RIB.
+	g.begin(peer, time.Hour)
+	g.filter(route(8, peer, true))
+	g.established(peer)
+	if g.filter(route(9, peer, true)) {
+		t.Error("a withdrawal between the peer's return and its End-of-RIB passed")
+	}
+	if out := g.endOfRIB(peer, nil); len(out) != 2 {
+		t.Errorf("End-of-RIB released %d withdrawals, want 2", len(out))
+	}
 }
 
 func TestGRHoldExpires(t *testing.T) {

@@ -464,11 +464,13 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 				delete(s.promised, addr)
 			}
 			s.mu.Unlock()
+			s.hold.lock()
 			if hold {
-				s.hold.lock()
 				s.hold.begin(addr, wait)
-				s.hold.unlock()
+			} else if st.GetSessionState() == api.PeerState_ESTABLISHED {
+				s.hold.established(addr)
 			}
+			s.hold.unlock()
 			if addr.IsValid() {
 				s.feed.state(addr, st.GetPeerAsn(), st.GetSessionState(), now)
 			}
