@@ -32,8 +32,11 @@ func Print(w io.Writer, r Result) {
 	if t := r.Throughput; t != nil {
 		p4 := fmt.Sprintf("P4 TCP, %d x %v", t.Runs, t.Duration)
 		fmt.Fprintf(tw, "%s\tno policy\t%10.2f\tGbit/s\t\n", p4, t.NoPolicy/1e9)
+		fmt.Fprintf(tw, "%s\twith 1 rule\t%10.2f\tGbit/s\t\n", p4, t.OneRule/1e9)
 		fmt.Fprintf(tw, "%s\twith %d rules\t%10.2f\tGbit/s\t\n", p4, t.Rules, t.WithPolicy/1e9)
 		fmt.Fprintf(tw, "%s\tratio with/without\t%10.3f\t\t\n", p4, t.Ratio)
+		fmt.Fprintf(tw, "%s\tratio 1 rule/without (stateful filtering)\t%10.3f\t\t\n", p4, t.OneRuleRatio)
+		fmt.Fprintf(tw, "%s\tratio %d rules/1 rule (rule count)\t%10.3f\t\t\n", p4, t.Rules, t.RulesRatio)
 		fmt.Fprintf(tw, "%s\tflow rule counter, last run\t%10d\tpackets\t\n", p4, t.FlowRulePackets)
 	}
 	tw.Flush()

@@ -116,21 +116,30 @@ type Tenants struct {
 }
 
 // Throughput is P4: TCP between two workloads of one segment (bridged,
-// br_netfilter on) without evpnd tables and with the policy, medians over
-// Runs runs of Duration each, taken alternately.
+// br_netfilter on) without evpnd tables, with a policy of the one rule
+// that allows the flow, and with the full policy, medians over Runs runs
+// of Duration each, taken in turn. The one-rule policy tells the cost of
+// filtering statefully at all (conntrack on every bridged packet) from
+// the cost of the rule count.
 type Throughput struct {
 	Rules      int           `json:"rules"`
 	Duration   time.Duration `json:"duration_ns"`
 	Runs       int           `json:"runs"`
 	NoPolicy   float64       `json:"no_policy_bps"`
+	OneRule    float64       `json:"one_rule_bps"`
 	WithPolicy float64       `json:"with_policy_bps"`
 	Ratio      float64       `json:"ratio"` // WithPolicy / NoPolicy
+	// OneRuleRatio is OneRule / NoPolicy and RulesRatio WithPolicy /
+	// OneRule: what statefulness costs, and what the rules add to it.
+	OneRuleRatio float64 `json:"one_rule_ratio"`
+	RulesRatio   float64 `json:"rules_ratio"`
 	// FlowRulePackets is the counter of FlowRule after the last run (the
 	// policy is removed and applied again between runs): the connections
 	// went through the policy and were allowed by it. Only their first
 	// packets count; established packets pass before the rules.
 	FlowRulePackets uint64    `json:"flow_rule_packets"`
 	NoPolicyRuns    []float64 `json:"no_policy_runs_bps"`
+	OneRuleRuns     []float64 `json:"one_rule_runs_bps"`
 	WithPolicyRuns  []float64 `json:"with_policy_runs_bps"`
 }
 
@@ -189,7 +198,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		res.Tenants = &t
 	}
 	if opts.ThroughputRules > 0 {
-		opts.Logf("policy bench: P4 throughput, no policy vs %d rules, %d x %s each ...", opts.ThroughputRules, opts.Repeats, opts.Duration)
+		opts.Logf("policy bench: P4 throughput, no policy vs one rule vs %d rules, %d x %s each ...", opts.ThroughputRules, opts.Repeats, opts.Duration)
 		t, err := runThroughput(ctx, opts)
 		if err != nil {
 			return res, fmt.Errorf("throughput: %w", err)
@@ -460,7 +469,7 @@ func runThroughput(ctx context.Context, opts Options) (res Throughput, err error
 	defer e.Close()
 	const tenant = "bench"
 	b := Binding(tenant, l.tenant.name)
-	p := Generate(tenant, opts.ThroughputRules)
+	p, one := Generate(tenant, opts.ThroughputRules), Generate(tenant, 1)
 	srv, err := startIperfServer(ctx, opts.Iperf, l.workloads[flowServer].name)
 	if err != nil {
 		return res, err
@@ -483,6 +492,14 @@ func runThroughput(ctx context.Context, opts Options) (res Throughput, err error
 		if err := learn(ctx, e, tenant); err != nil {
 			return res, err
 		}
+		if _, err := e.Apply(ctx, b, one); err != nil {
+			return res, fmt.Errorf("apply one rule: %w", err)
+		}
+		bps, err = iperfRun(ctx, opts.Iperf, client, server, opts.Duration)
+		if err != nil {
+			return res, fmt.Errorf("with one rule: %w", err)
+		}
+		res.OneRuleRuns = append(res.OneRuleRuns, bps)
 		if _, err := e.Apply(ctx, b, p); err != nil {
 			return res, fmt.Errorf("apply: %w", err)
 		}
@@ -491,8 +508,8 @@ func runThroughput(ctx context.Context, opts Options) (res Throughput, err error
 			return res, fmt.Errorf("with %d rules: %w", opts.ThroughputRules, err)
 		}
 		res.WithPolicyRuns = append(res.WithPolicyRuns, bps)
-		opts.Logf("policy bench: throughput run %d: no policy %.2f Gbit/s, %d rules %.2f Gbit/s",
-			i+1, res.NoPolicyRuns[i]/1e9, opts.ThroughputRules, bps/1e9)
+		opts.Logf("policy bench: throughput run %d: no policy %.2f Gbit/s, one rule %.2f Gbit/s, %d rules %.2f Gbit/s",
+			i+1, res.NoPolicyRuns[i]/1e9, res.OneRuleRuns[i]/1e9, opts.ThroughputRules, bps/1e9)
 	}
 	cs, err := e.Counters(ctx)
 	if err != nil {
@@ -503,8 +520,9 @@ func runThroughput(ctx context.Context, opts Options) (res Throughput, err error
 			res.FlowRulePackets = c.Packets
 		}
 	}
-	res.NoPolicy, res.WithPolicy = medianF(res.NoPolicyRuns), medianF(res.WithPolicyRuns)
+	res.NoPolicy, res.OneRule, res.WithPolicy = medianF(res.NoPolicyRuns), medianF(res.OneRuleRuns), medianF(res.WithPolicyRuns)
 	res.Ratio = res.WithPolicy / res.NoPolicy
+	res.OneRuleRatio, res.RulesRatio = res.OneRule/res.NoPolicy, res.WithPolicy/res.OneRule
 	return res, nil
 }
 
