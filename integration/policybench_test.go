@@ -55,12 +55,14 @@ func TestPrivilegedPolicyBenchSmoke(t *testing.T) {
 	if th == nil {
 		t.Fatal("no throughput result")
 	}
-	if len(th.NoPolicyRuns) != 3 || len(th.WithPolicyRuns) != 3 {
-		t.Errorf("throughput runs %d without and %d with policy, want 3 each", len(th.NoPolicyRuns), len(th.WithPolicyRuns))
+	if len(th.NoPolicyRuns) != 3 || len(th.OneRuleRuns) != 3 || len(th.WithPolicyRuns) != 3 {
+		t.Errorf("throughput runs %d without policy, %d with one rule and %d with the policy, want 3 each",
+			len(th.NoPolicyRuns), len(th.OneRuleRuns), len(th.WithPolicyRuns))
 	}
-	for i := range th.NoPolicyRuns {
-		if th.NoPolicyRuns[i] <= 0 || th.WithPolicyRuns[i] <= 0 {
-			t.Errorf("run %d: %.0f bit/s without policy, %.0f bit/s with: want traffic in both", i, th.NoPolicyRuns[i], th.WithPolicyRuns[i])
+	for i := range min(len(th.NoPolicyRuns), len(th.OneRuleRuns), len(th.WithPolicyRuns)) {
+		if th.NoPolicyRuns[i] <= 0 || th.OneRuleRuns[i] <= 0 || th.WithPolicyRuns[i] <= 0 {
+			t.Errorf("run %d: %.0f bit/s without policy, %.0f with one rule, %.0f with the policy: want traffic in all",
+				i, th.NoPolicyRuns[i], th.OneRuleRuns[i], th.WithPolicyRuns[i])
 		}
 	}
 	if th.FlowRulePackets == 0 {
