@@ -21,12 +21,13 @@ import (
 // withdrawals GoBGP reports for that peer instead of passing them on,
 // until the peer has sent End-of-RIB again (what it sent by then is
 // current; what it did not send is withdrawn then) or until its restart
-// time runs out. A peer that is back before GoBGP dropped anything needs
-// no hold: GoBGP's own graceful restart carries on from there. A path the peer sends again meanwhile cancels the held
-// withdrawal of its NLRI. GoBGP reports a session's end after the
-// withdrawals it makes for it, so a peer that ends its session with a
-// NOTIFICATION (a clean stop), or that never negotiated graceful restart,
-// has its routes withdrawn at once, before any hold begins.
+// time runs out. A path the peer sends again meanwhile cancels the held
+// withdrawal of its NLRI. A peer that is back before GoBGP dropped
+// anything needs no hold: GoBGP's own graceful restart carries on from
+// there. GoBGP reports a session's end after the withdrawals it makes for
+// it, so a peer that ends its session with a NOTIFICATION (a clean stop),
+// or that never negotiated graceful restart, has its routes withdrawn at
+// once, before any hold begins.
 type grHold struct {
 	mu    sync.Mutex
 	peers map[netip.Addr]*heldPeer

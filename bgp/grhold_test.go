@@ -45,8 +45,8 @@ func TestGRHold(t *testing.T) {
 		{route(5, peer, true), false},  // and withdrawn again: held
 		{route(1, other, false), true}, // same NLRI from another peer
 	} {
-		if got := tc.r.Withdraw; g.filter(tc.r) != tc.pass {
-			t.Errorf("route %s from %s (withdraw %v): pass %v, want %v", tc.r.NLRI, tc.r.Peer, got, !tc.pass, tc.pass)
+		if pass := g.filter(tc.r); pass != tc.pass {
+			t.Errorf("route %s from %s (withdraw %v): passed %v, want %v", tc.r.NLRI, tc.r.Peer, tc.r.Withdraw, pass, tc.pass)
 		}
 	}
 	out := g.endOfRIB(peer, nil)
