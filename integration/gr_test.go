@@ -28,10 +28,10 @@ type grHelper struct {
 	ready func(t *testing.T, l *lab.Lab) error
 	// fromHost1 reads the helper's paths from host1. stale is -1 when the
 	// helper does not show which paths are stale.
-	fromHost1 func(l *lab.Lab) (rrPaths, error)
+	fromHost1 func(l *lab.Lab) (helperPaths, error)
 	// fromHost2 reads the helper's paths from host2; nil when host2 is the
 	// helper.
-	fromHost2 func(l *lab.Lab) (rrPaths, error)
+	fromHost2 func(l *lab.Lab) (helperPaths, error)
 }
 
 // TestPrivilegedGracefulRestart runs the graceful restart test with an
@@ -61,8 +61,8 @@ func TestPrivilegedGracefulRestart(t *testing.T) {
 			}
 			return nil
 		},
-		fromHost1: func(l *lab.Lab) (rrPaths, error) { return rrPathsFrom(l, "10.0.0.1") },
-		fromHost2: func(l *lab.Lab) (rrPaths, error) { return rrPathsFrom(l, "10.0.0.2") },
+		fromHost1: func(l *lab.Lab) (helperPaths, error) { return rrPathsFrom(l, "10.0.0.1") },
+		fromHost2: func(l *lab.Lab) (helperPaths, error) { return rrPathsFrom(l, "10.0.0.2") },
 	})
 }
 
@@ -78,7 +78,7 @@ func TestPrivilegedGracefulRestartEvpndHelper(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if !strings.Contains(strings.ToLower(state), "established") {
+			if state != "PEER_STATE_ESTABLISHED" {
 				return fmt.Errorf("host2's session with host1 is %s", state)
 			}
 			return nil
@@ -90,15 +90,15 @@ func TestPrivilegedGracefulRestartEvpndHelper(t *testing.T) {
 // evpndPathsFrom reads the type-2 routes node's evpnd holds from the host
 // with router ID peer (its RD 10.0.0.x:100, VNI 100). evpnd does not show
 // which paths are stale.
-func evpndPathsFrom(node, peer string) func(l *lab.Lab) (rrPaths, error) {
-	return func(l *lab.Lab) (rrPaths, error) {
+func evpndPathsFrom(node, peer string) func(l *lab.Lab) (helperPaths, error) {
+	return func(l *lab.Lab) (helperPaths, error) {
 		var out struct {
 			Routes []ctlRoute `json:"routes"`
 		}
 		if err := l.EvpnctlJSON(node, &out, "show", "evpn", "routes", "--rd", peer+":100"); err != nil {
-			return rrPaths{}, err
+			return helperPaths{}, err
 		}
-		rs := rrPaths{stale: -1, macs: map[string]bool{}}
+		rs := helperPaths{stale: -1, macs: map[string]bool{}}
 		for _, r := range out.Routes {
 			if r.Local || r.NextHop != peer {
 				continue
@@ -337,20 +337,20 @@ func signalAndWait(l *lab.Lab, node string, sig syscall.Signal) error {
 	return l.KillDaemons(node) // only the records: the process is gone
 }
 
-// rrPaths summarises a helper's paths from one peer.
-type rrPaths struct {
+// helperPaths summarises a helper's paths from one peer.
+type helperPaths struct {
 	paths, stale int             // stale is -1 where the helper does not show it
 	macs         map[string]bool // type-2 MACs, lower case
 }
 
 // rrPathsFrom reads `show bgp l2vpn evpn route json` on the RR, counting
 // the paths learned from peer and those FRR marks stale.
-func rrPathsFrom(l *lab.Lab, peer string) (rrPaths, error) {
+func rrPathsFrom(l *lab.Lab, peer string) (helperPaths, error) {
 	var top map[string]json.RawMessage
 	if err := l.VtyshJSON("rr", "show bgp l2vpn evpn route json", &top); err != nil {
-		return rrPaths{}, err
+		return helperPaths{}, err
 	}
-	out := rrPaths{macs: map[string]bool{}}
+	out := helperPaths{macs: map[string]bool{}}
 	for _, raw := range top {
 		var rd map[string]json.RawMessage
 		if json.Unmarshal(raw, &rd) != nil {
