@@ -337,16 +337,38 @@ func (lr *learner) link(u netlink.LinkUpdate) {
 		lr.l.portLeft(lr.t, a.Name)
 		return
 	}
-	lr.links[a.Index] = linkInfo{name: a.Name, master: a.MasterIndex, kind: u.Link.Type()}
-	if known && old.master != a.MasterIndex {
-		lr.portGone(a.Index)
+	cur := linkInfo{name: a.Name, master: a.MasterIndex, kind: u.Link.Type()}
+	if known && old.master != cur.master {
+		// The event may be older than what linkName read from the kernel
+		// for a neighbor event that overtook it (a port just moved in and
+		// enslaved): ask the kernel where the port is now, rather than
+		// forget MACs learned on the bridge it is still in.
+		if link, err := lr.t.h.LinkByIndex(a.Index); err == nil {
+			la := link.Attrs()
+			cur = linkInfo{name: la.Name, master: la.MasterIndex, kind: link.Type()}
+		}
+	}
+	lr.links[a.Index] = cur
+	if known && old.master != cur.master {
+		lr.portLeftBridge(a.Index, cur.master)
 	}
 }
 
 // portGone reports Gone for every MAC learned on port.
 func (lr *learner) portGone(port int) {
+	lr.portLeftBridge(port, 0)
+}
+
+// portLeftBridge reports Gone for every MAC learned on port in a segment
+// other than that of master, the bridge port is in now (0: none).
+func (lr *learner) portLeftBridge(port, master int) {
+	var vni evpn.VNI
+	inSegment := false
+	if master != 0 {
+		vni, inSegment = lr.segmentBridge(master)
+	}
 	for k, m := range lr.macs {
-		if m.port == port {
+		if m.port == port && !(inSegment && m.vni == vni) {
 			lr.forgetMAC(k, m)
 		}
 	}

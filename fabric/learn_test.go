@@ -1,0 +1,88 @@
+package fabric
+
+import (
+	"context"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// TestPrivilegedLearnerStaleLinkEvent feeds a learner the event order a
+// port moved in and enslaved can produce: the neighbor event of a MAC
+// learned on the port overtakes the link events, so the learner reads the
+// port (enslaved) from the kernel, and then the older event of the port
+// without a master arrives. The MAC stays learned: it is still on the
+// bridge, and the kernel does not tell again of an entry it only
+// refreshes. Once the port really leaves the bridge, the same event
+// forgets it.
+func TestPrivilegedLearnerStaleLinkEvent(t *testing.T) {
+	requireRoot(t)
+	x, l, prefix := singleHost(t)
+	mac := workload(t, x, "p1", "fls-p1-"+suffix(), "")
+	cfg := Config{NetnsPrefix: prefix, VTEP: x.vtep, Tenants: []Tenant{{Name: "ta", Segments: []Segment{{VNI: 300, Ports: []string{"p1"}}}}}}
+	if err := l.Set(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	ns := prefix + "ta"
+	th := tenantHandle(t, ns)
+	p1, err := th.LinkByName("p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, err := th.LinkByName("br300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1.Attrs().MasterIndex != br.Attrs().Index {
+		t.Fatalf("p1 is not in br300: master %d", p1.Attrs().MasterIndex)
+	}
+
+	// A learner of its own on the tenant namespace, fed by hand.
+	sink := &Linux{learned: make(chan Learned, 16), done: make(chan struct{})}
+	lr := &learner{l: sink, t: &tenantNS{name: "ta", nsName: ns, h: th}, links: map[int]linkInfo{}, macs: map[macKey]learnedMAC{}, ips: map[ipKey]learnedIP{}}
+	lr.neigh(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: netlink.Neigh{
+		Family: unix.AF_BRIDGE, LinkIndex: p1.Attrs().Index, MasterIndex: br.Attrs().Index,
+		HardwareAddr: mac, State: unix.NUD_REACHABLE,
+	}})
+	if ev := nextFact(t, sink); ev.Gone || ev.MAC.String() != mac.String() || ev.Port != "p1" || ev.VNI != 300 {
+		t.Fatalf("learned %+v", ev)
+	}
+
+	noMaster := netlink.LinkUpdate{Header: unix.NlMsghdr{Type: unix.RTM_NEWLINK}, Link: &netlink.Veth{LinkAttrs: netlink.LinkAttrs{
+		Index: p1.Attrs().Index, Name: "p1",
+	}}}
+	lr.link(noMaster)
+	select {
+	case ev := <-sink.learned:
+		t.Fatalf("a stale link event made the learner report %+v", ev)
+	default:
+	}
+	if _, ok := lr.macs[macKey{vni: 300, mac: [6]byte(mac)}]; !ok || len(lr.macs) != 1 {
+		t.Fatalf("learner forgot the MAC on a stale link event: %+v", lr.macs)
+	}
+	if got := lr.links[p1.Attrs().Index].master; got != br.Attrs().Index {
+		t.Errorf("learner holds p1's master as %d, the kernel has %d", got, br.Attrs().Index)
+	}
+
+	// Now the port leaves the bridge for real.
+	run(t, "ip", "-n", ns, "link", "set", "p1", "nomaster")
+	lr.link(noMaster)
+	if ev := nextFact(t, sink); !ev.Gone || ev.MAC.String() != mac.String() || ev.VNI != 300 {
+		t.Fatalf("after p1 left br300: %+v", ev)
+	}
+	if len(lr.macs) != 0 {
+		t.Errorf("learner still holds %+v", lr.macs)
+	}
+}
+
+func nextFact(t *testing.T, sink *Linux) Learned {
+	t.Helper()
+	select {
+	case ev := <-sink.learned:
+		return ev
+	default:
+		t.Fatal("the learner reported nothing")
+		return Learned{}
+	}
+}
