@@ -32,6 +32,37 @@ func peerState(t *testing.T, c evpndv1.EvpndServiceClient, peer string, want evp
 	})
 }
 
+// reflecting waits until every host's evpnd has accepted as many EVPN
+// paths from route reflector rr as from each other reflector, and some:
+// rr then reflects everything, and the fabric survives losing any other
+// one. An established session alone is not enough: a reflector back from
+// a restart reflects one host's routes to the other only once both
+// sessions are up and its update timers ran.
+func reflecting(t *testing.T, clients []evpndv1.EvpndServiceClient, rr string) {
+	t.Helper()
+	ctx := apiCtx(t)
+	lab.Eventually(t, 2*converge, pollEvery, func() error {
+		for _, c := range clients {
+			resp, err := c.ListPeers(ctx, &evpndv1.ListPeersRequest{})
+			if err != nil {
+				return err
+			}
+			accepted := map[string]uint64{}
+			for _, p := range resp.GetPeers() {
+				if p.GetState() == evpndv1.PeerState_PEER_STATE_ESTABLISHED {
+					accepted[p.GetAddress()] = p.GetAccepted()
+				}
+			}
+			for peer, n := range accepted {
+				if accepted[rr] == 0 || n > accepted[rr] {
+					return fmt.Errorf("%s reflects %d paths, %s %d (established: %v)", rr, accepted[rr], peer, n, accepted)
+				}
+			}
+		}
+		return nil
+	})
+}
+
 // TestPrivilegedFaultsTwoReflectors runs a flow from vm1 to vm2 while the
 // fabric around it fails: one route reflector stopped cleanly, then the
 // other killed outright, each brought back; the hosts lose no packet,
@@ -45,6 +76,7 @@ func TestPrivilegedFaultsTwoReflectors(t *testing.T) {
 	}
 	l := lab.Up(t, "topologies/faults.clab.yml", lab.Options{})
 	c1 := dialAPI(t, l, "host1")
+	hosts := []evpndv1.EvpndServiceClient{c1, dialAPI(t, l, "host2")}
 	vm2 := netip.MustParseAddr("172.31.1.2")
 	for _, rr := range []string{"10.0.0.253", "10.0.0.254"} {
 		peerState(t, c1, rr, evpndv1.PeerState_PEER_STATE_ESTABLISHED, false)
@@ -55,6 +87,9 @@ func TestPrivilegedFaultsTwoReflectors(t *testing.T) {
 	mac1 := strings.TrimSpace(string(must(l.Exec("vm1", "cat", "/sys/class/net/eth1/address"))))
 	host2 := l.TenantNS("host2", "blue")
 	lab.Eventually(t, converge, pollEvery, func() error { return remoteFDB(host2, mac1) })
+	for _, rr := range []string{"10.0.0.253", "10.0.0.254"} {
+		reflecting(t, hosts, rr)
+	}
 
 	// A flow across everything, besides the ones per failure below.
 	whole := startFlow(t, l.NS("vm1"), l.NS("vm2"), vm2, 7409, 2*time.Millisecond)
@@ -85,6 +120,9 @@ func TestPrivilegedFaultsTwoReflectors(t *testing.T) {
 			t.Fatal(err)
 		}
 		peerState(t, c1, step.addr, evpndv1.PeerState_PEER_STATE_ESTABLISHED, false)
+		// Before the other reflector fails, this one must carry every
+		// route again: otherwise the test fails both at once.
+		reflecting(t, hosts, step.addr)
 		f.waitFor(t, 200)
 		if lost := f.Lost(t); lost != 0 {
 			t.Errorf("%s coming back: the flow lost %d of %d datagrams", step.rr, lost, f.sent.Load())
