@@ -160,6 +160,12 @@ func testGracefulRestart(t *testing.T, topology string, helper grHelper) {
 		if err := sendFromMACs(l.NS("vm2"), "eth1", 0x47, grMACs); err != nil {
 			t.Fatal(err)
 		}
+		// The refresh brings back the MAC host2 withdrew in the round
+		// before: host1 must hold it before it goes down, since the
+		// check below wants host1 to keep every one of them.
+		lab.Eventually(t, converge, pollEvery, func() error {
+			return wantRemote(tenant1, "02:5a:47:", grMACs)
+		})
 		// A MAC that will leave host1 while its evpnd is down.
 		leaver := byte(0x60 + i)
 		leaverMAC := fmt.Sprintf("02:5a:%02x:00:00:00", leaver)
