@@ -89,7 +89,7 @@ func (t *tenantState) learnAllHandles(rs *Ruleset) handles {
 // redial replaces t.nl, after an error left it with unread answers.
 func (t *tenantState) redial() error {
 	t.nl.Close()
-	nl, err := mnl.Dial(unix.NETLINK_NETFILTER, &mnl.Config{NetNS: int(t.ns)})
+	nl, err := dialBatchSocket(int(t.ns))
 	if err != nil {
 		// Keep a closed socket: its use fails, and the engine replaces
 		// the ruleset, which needs no handles.
@@ -157,7 +157,8 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 			return applied, err
 		}
 		// An error after the patch was queued leaves its messages queued
-		// on the connection: only a full replace sends them harmlessly.
+		// on the connection: only a full replace, which drops them, may
+		// follow.
 		replace = err != nil
 	}
 	if err := p.Validate(KnownFrom(b)); err != nil {
@@ -196,7 +197,7 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 		}
 	}
 	if !incremental {
-		if err := replaceRuleset(t.conn, rs); err != nil {
+		if err := t.replaceRuleset(rs); err != nil {
 			t.closeIfNew(e.tenants[b.Tenant])
 			return Applied{}, fmt.Errorf("tenant %s: %w", b.Tenant, err)
 		}
@@ -244,8 +245,8 @@ func (e *Nftables) applyRuleEdits(t *tenantState, b Binding, p Policy, start tim
 			return Applied{}, false, nil
 		}
 		if err := applyPatch(t, rp); err != nil {
-			// Whatever the patch queued goes out with the full replace
-			// that follows, which deletes the tables after it.
+			// Whatever the patch queued is dropped by the full replace
+			// that follows.
 			e.log.Debug("rule edits not applicable, replacing the ruleset", "tenant", b.Tenant, "err", err)
 			return Applied{}, false, err
 		}
@@ -259,27 +260,51 @@ func (e *Nftables) applyRuleEdits(t *tenantState, b Binding, p Policy, start tim
 	return applied, true, err
 }
 
-// replaceRuleset replaces evpnd's tables with rs in one batch.
-func replaceRuleset(c *nftables.Conn, rs *Ruleset) error {
+// replaceRuleset replaces evpnd's tables with rs in one batch, sent on
+// t.nl (see sendBatch). Messages an incremental attempt left queued on
+// t.conn are dropped with the connection: the tables they would have
+// changed are replaced whole.
+func (t *tenantState) replaceRuleset(rs *Ruleset) error {
 	// Counters live in the table being replaced; carry them over so a
 	// rule's count survives changes to other rules.
-	if old, err := readCounters(c); err == nil {
+	if old, err := readCounters(t.conn); err == nil {
 		for _, o := range rs.inet.counters {
 			if v, ok := old[o.Name]; ok {
 				o.Packets, o.Bytes = v.Packets, v.Bytes
 			}
 		}
 	}
-	replaceTables(c)
-	if err := install(c, rs.inet); err != nil {
+	msgs, err := captureBatch(func(c *nftables.Conn) error {
+		replaceTables(c)
+		if err := install(c, rs.inet); err != nil {
+			return err
+		}
+		return install(c, rs.bridge)
+	})
+	if err != nil {
 		return err
 	}
-	if err := install(c, rs.bridge); err != nil {
+	if err := t.renewConn(); err != nil {
 		return err
 	}
-	if err := c.Flush(); err != nil {
+	if err := sendBatch(t.nl, msgs); err != nil {
+		if rerr := t.redial(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		return fmt.Errorf("replace nftables ruleset: %w", err)
 	}
+	return nil
+}
+
+// renewConn replaces t.conn with a new connection, dropping whatever was
+// queued on it and not sent.
+func (t *tenantState) renewConn() error {
+	conn, err := nftables.New(nftables.WithNetNSFd(int(t.ns)), nftables.AsLasting(), nftables.WithSockOptions(bigBuffers))
+	if err != nil {
+		return fmt.Errorf("nftables connection: %w", err)
+	}
+	t.conn.CloseLasting()
+	t.conn = conn
 	return nil
 }
 
@@ -348,7 +373,7 @@ func (e *Nftables) open(b Binding) (*tenantState, error) {
 		ns.Close()
 		return nil, fmt.Errorf("tenant %s: netlink handle: %w", b.Tenant, err)
 	}
-	nl, err := mnl.Dial(unix.NETLINK_NETFILTER, &mnl.Config{NetNS: int(ns)})
+	nl, err := dialBatchSocket(int(ns))
 	if err != nil {
 		h.Close()
 		conn.CloseLasting()

@@ -41,8 +41,8 @@ func applyChanges(c *nftables.Conn, read handleReader, old, next *Ruleset, known
 	for _, pair := range [][2]*nftTable{{old.inet, next.inet}, {old.bridge, next.bridge}} {
 		f, err := queueTableChanges(c, read, pair[0], pair[1], known)
 		if err != nil {
-			// What was queued stays queued: the full replace that
-			// follows deletes the tables in the same batch after it.
+			// What was queued stays queued until the full replace
+			// that follows drops it with the connection.
 			return err
 		}
 		forget = append(forget, f...)
@@ -344,7 +344,7 @@ func elemID(e nftables.SetElement) string {
 // inserted where they were, and the changed rules' named sets refilled,
 // in one batch. It reads every handle it needs before it queues anything;
 // an error after that may leave messages queued on t.conn, which only a
-// full replace may send (the caller does one).
+// full replace may follow (it drops them; the caller does one).
 func applyPatch(t *tenantState, rp *rulePatch) error {
 	old := t.rs
 	tbl := &nftables.Table{Family: old.inet.family, Name: old.inet.name}
