@@ -156,9 +156,8 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 		if done {
 			return applied, err
 		}
-		// An error after the patch was queued leaves its messages queued
-		// on the connection: only a full replace, which drops them, may
-		// follow.
+		// The patch failed in the kernel: its tables may not be what
+		// the engine knows of them.
 		replace = err != nil
 	}
 	if err := p.Validate(KnownFrom(b)); err != nil {
@@ -189,7 +188,7 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 	}
 	incremental := false
 	if t.rs != nil && !replace {
-		err := applyChanges(t.conn, t.readHandles, t.rs, rs, t.handles)
+		err := applyChanges(t, t.rs, rs)
 		if err == nil {
 			incremental = true
 		} else {
@@ -245,8 +244,6 @@ func (e *Nftables) applyRuleEdits(t *tenantState, b Binding, p Policy, start tim
 			return Applied{}, false, nil
 		}
 		if err := applyPatch(t, rp); err != nil {
-			// Whatever the patch queued is dropped by the full replace
-			// that follows.
 			e.log.Debug("rule edits not applicable, replacing the ruleset", "tenant", b.Tenant, "err", err)
 			return Applied{}, false, err
 		}
@@ -261,9 +258,7 @@ func (e *Nftables) applyRuleEdits(t *tenantState, b Binding, p Policy, start tim
 }
 
 // replaceRuleset replaces evpnd's tables with rs in one batch, sent on
-// t.nl (see sendBatch). Messages an incremental attempt left queued on
-// t.conn are dropped with the connection: the tables they would have
-// changed are replaced whole.
+// t.nl (see sendBatch).
 func (t *tenantState) replaceRuleset(rs *Ruleset) error {
 	// Counters live in the table being replaced; carry them over so a
 	// rule's count survives changes to other rules.
@@ -284,28 +279,22 @@ func (t *tenantState) replaceRuleset(rs *Ruleset) error {
 	if err != nil {
 		return err
 	}
-	if err := t.renewConn(); err != nil {
-		return err
-	}
-	if err := sendBatch(t.nl, msgs); err != nil {
-		if rerr := t.redial(); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
+	if err := t.send(msgs); err != nil {
 		return fmt.Errorf("replace nftables ruleset: %w", err)
 	}
 	return nil
 }
 
-// renewConn replaces t.conn with a new connection, dropping whatever was
-// queued on it and not sent.
-func (t *tenantState) renewConn() error {
-	conn, err := nftables.New(nftables.WithNetNSFd(int(t.ns)), nftables.AsLasting(), nftables.WithSockOptions(bigBuffers))
+// send commits a captured batch on t.nl (see sendBatch), dialing again
+// after an error.
+func (t *tenantState) send(msgs []mnl.Message) error {
+	err := sendBatch(t.nl, msgs)
 	if err != nil {
-		return fmt.Errorf("nftables connection: %w", err)
+		if rerr := t.redial(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 	}
-	t.conn.CloseLasting()
-	t.conn = conn
-	return nil
+	return err
 }
 
 // replaceTables queues the deletion of evpnd's tables; adding each first

@@ -33,25 +33,31 @@ type chainRef struct {
 // forgotten: its new rules' handles are read back when next needed.
 type handles map[chainRef][]uint64
 
-// applyChanges queues and commits the changes from old to next on c. On
-// error nothing changed in the kernel (one batch); errReplace wrapped
-// says a full replace is needed.
-func applyChanges(c *nftables.Conn, read handleReader, old, next *Ruleset, known handles) error {
+// applyChanges queues the changes from old to next and commits them on
+// t's batch socket. On error nothing changed in the kernel (one batch);
+// errReplace wrapped says a full replace is needed.
+func applyChanges(t *tenantState, old, next *Ruleset) error {
 	var forget []chainRef
-	for _, pair := range [][2]*nftTable{{old.inet, next.inet}, {old.bridge, next.bridge}} {
-		f, err := queueTableChanges(c, read, pair[0], pair[1], known)
-		if err != nil {
-			// What was queued stays queued until the full replace
-			// that follows drops it with the connection.
-			return err
+	msgs, err := captureBatch(func(c *nftables.Conn) error {
+		for _, pair := range [][2]*nftTable{{old.inet, next.inet}, {old.bridge, next.bridge}} {
+			f, err := queueTableChanges(c, t.readHandles, pair[0], pair[1], t.handles)
+			if err != nil {
+				return err
+			}
+			forget = append(forget, f...)
 		}
-		forget = append(forget, f...)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if err := c.Flush(); err != nil {
+	if err := t.send(msgs); err != nil {
+		// Whether the kernel took the batch is unknown now.
+		clear(t.handles)
 		return fmt.Errorf("apply ruleset changes: %w", err)
 	}
 	for _, r := range forget {
-		delete(known, r)
+		delete(t.handles, r)
 	}
 	return nil
 }
@@ -342,9 +348,7 @@ func elemID(e nftables.SetElement) string {
 // applyPatch commits a rulePatch of t's ruleset (see patchRules): the
 // changed kernel rules are deleted by handle and their replacements
 // inserted where they were, and the changed rules' named sets refilled,
-// in one batch. It reads every handle it needs before it queues anything;
-// an error after that may leave messages queued on t.conn, which only a
-// full replace may follow (it drops them; the caller does one).
+// in one batch. It reads every handle it needs before it queues anything.
 func applyPatch(t *tenantState, rp *rulePatch) error {
 	old := t.rs
 	tbl := &nftables.Table{Family: old.inet.family, Name: old.inet.name}
@@ -359,40 +363,46 @@ func applyPatch(t *tenantState, rp *rulePatch) error {
 	if len(rp.sets) == 0 {
 		return applyRawPatch(t, tbl, rp, hss)
 	}
-	c := t.conn
-	for _, sp := range rp.sets {
-		if err := queueElementChanges(c, tbl, sp.old, sp.next); err != nil {
-			return err
-		}
-	}
-	for i, cp := range rp.chains {
-		hs := hss[i]
-		nc := &nftables.Chain{Name: cp.next.name, Table: tbl}
-		for _, h := range cp.hunks {
-			for _, handle := range hs[h.from:h.to] {
-				if err := c.DelRule(&nftables.Rule{Table: tbl, Chain: nc, Handle: handle}); err != nil {
-					return fmt.Errorf("chain %s: %w: %w", nc.Name, err, errReplace)
-				}
+	msgs, err := captureBatch(func(c *nftables.Conn) error {
+		for _, sp := range rp.sets {
+			if err := queueElementChanges(c, tbl, sp.old, sp.next); err != nil {
+				return err
 			}
-			added := cp.next.rules[h.nfrom:h.nto]
-			if h.to == len(hs) {
+		}
+		for i, cp := range rp.chains {
+			hs := hss[i]
+			nc := &nftables.Chain{Name: cp.next.name, Table: tbl}
+			for _, h := range cp.hunks {
+				for _, handle := range hs[h.from:h.to] {
+					if err := c.DelRule(&nftables.Rule{Table: tbl, Chain: nc, Handle: handle}); err != nil {
+						return fmt.Errorf("chain %s: %w: %w", nc.Name, err, errReplace)
+					}
+				}
+				added := cp.next.rules[h.nfrom:h.nto]
+				if h.to == len(hs) {
+					for _, r := range added {
+						c.AddRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: r.exprs})
+					}
+					continue
+				}
+				// Each insert lands right before the first rule kept
+				// after the hunk, so in order they end up in order.
 				for _, r := range added {
-					c.AddRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: r.exprs})
+					c.InsertRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: r.exprs, Position: hs[h.to]})
 				}
-				continue
-			}
-			// Each insert lands right before the first rule kept after
-			// the hunk, so in order they end up in order.
-			for _, r := range added {
-				c.InsertRule(&nftables.Rule{Table: tbl, Chain: nc, Exprs: r.exprs, Position: hs[h.to]})
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("apply rule changes: %w", err)
-	}
+	err = t.send(msgs)
 	for _, cp := range rp.chains {
 		delete(t.handles, chainRef{tbl.Family, cp.next.name})
+	}
+	if err != nil {
+		return fmt.Errorf("apply rule changes: %w", err)
 	}
 	return nil
 }
