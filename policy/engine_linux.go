@@ -39,6 +39,8 @@ type Nftables struct {
 
 	mu      sync.Mutex
 	tenants map[string]*tenantState
+	// wg counts the handle reads learnHandlesLater runs.
+	wg sync.WaitGroup
 	// pending holds addresses learned for tenants not applied yet.
 	pending map[string]map[string][]netip.Addr
 }
@@ -65,25 +67,43 @@ func (t *tenantState) readHandles(tbl *nftables.Table, chain string) ([]uint64, 
 	return readHandles(t.nl, tbl, chain)
 }
 
-// learnAllHandles reads the handles of every rule of rs's inet table
-// after a full replace, so that no later change waits for a read. A
-// chain whose rules do not match rs in number stays unknown: it is read,
-// and found drifted, when a change needs it.
-func (t *tenantState) learnAllHandles(rs *Ruleset) handles {
-	known := handles{}
-	tbl := &nftables.Table{Family: rs.inet.family, Name: rs.inet.name}
-	all, err := dumpHandles(t.nl, tbl, "")
+// learnHandlesLater reads the handles of every rule of rs's inet table
+// after a full replace, on its own socket and off the Apply that made it,
+// so that no later change waits for a read: dumping 16k rules takes a
+// fifth of a second. It keeps them only if t still holds rs then (a
+// change meanwhile read what it needed itself). A chain whose rules do
+// not match rs in number stays unknown: it is read, and found drifted,
+// when a change needs it. Called with e.mu held.
+func (e *Nftables) learnHandlesLater(t *tenantState, rs *Ruleset) {
+	t.handles = handles{}
+	nl, err := dialBatchSocket(int(t.ns))
 	if err != nil {
-		// A failed dump may leave answers unread on the socket.
-		t.redial()
-		return known
+		return // changes read the chains they need
 	}
-	for _, ch := range rs.inet.chains {
-		if hs := all[ch.name]; len(hs) == len(ch.rules) {
-			known[chainRef{tbl.Family, ch.name}] = hs
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		tbl := &nftables.Table{Family: rs.inet.family, Name: rs.inet.name}
+		all, err := dumpHandles(nl, tbl, "")
+		nl.Close()
+		if err != nil {
+			return
 		}
-	}
-	return known
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if t.rs != rs || e.tenants[t.binding.Tenant] != t {
+			return
+		}
+		for _, ch := range rs.inet.chains {
+			ref := chainRef{tbl.Family, ch.name}
+			if _, known := t.handles[ref]; known {
+				continue
+			}
+			if hs := all[ch.name]; len(hs) == len(ch.rules) {
+				t.handles[ref] = hs
+			}
+		}
+	}()
 }
 
 // redial replaces t.nl, after an error left it with unread answers.
@@ -200,12 +220,14 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 			t.closeIfNew(e.tenants[b.Tenant])
 			return Applied{}, fmt.Errorf("tenant %s: %w", b.Tenant, err)
 		}
-		t.handles = t.learnAllHandles(rs)
 	}
 	t.binding, t.rs = b, rs
 	t.snap = newSnapshot(b, p)
 	e.tenants[b.Tenant] = t
 	delete(e.pending, b.Tenant)
+	if !incremental {
+		e.learnHandlesLater(t, rs)
+	}
 	return e.finish(t, p, start, incremental)
 }
 
@@ -607,11 +629,12 @@ func readCounters(c *nftables.Conn) (map[string]*nftables.CounterObj, error) {
 // restarted evpnd adopts them with its first Apply.
 func (e *Nftables) Close() error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	for name, t := range e.tenants {
 		t.close()
 		delete(e.tenants, name)
 	}
+	e.mu.Unlock()
+	e.wg.Wait()
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/google/nftables"
 	mnl "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -556,5 +557,78 @@ func TestPrivilegedRuleEditInvalid(t *testing.T) {
 	}
 	if got, _ := kernelTables(t, ns); got != want {
 		t.Fatalf("invalid edits changed the tables:\n%s", lineDiff(got, want))
+	}
+}
+
+// knownHandlesTrue checks that every chain handle list the engine holds
+// for tenant blue is the kernel's, in order, and returns how many chains
+// it knows.
+func knownHandlesTrue(t *testing.T, e *Nftables, ns string) int {
+	t.Helper()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	nl, err := dialBatchSocket(int(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ts := e.tenants["blue"]
+	tbl := &nftables.Table{Family: ts.rs.inet.family, Name: ts.rs.inet.name}
+	all, err := dumpHandles(nl, tbl, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ref, hs := range ts.handles {
+		if !slices.Equal(hs, all[ref.name]) {
+			t.Errorf("chain %s: the engine holds handles %v, the kernel %v", ref.name, hs, all[ref.name])
+		}
+	}
+	return len(ts.handles)
+}
+
+// TestPrivilegedHandlesLearnedAfterReplace: after a full replace the
+// engine learns every chain's rule handles in the background, and what
+// it holds is always the kernel's, also when a change came first.
+func TestPrivilegedHandlesLearnedAfterReplace(t *testing.T) {
+	ns := bareNamespace(t, "h")
+	e, log := newLoggedEngine(t)
+	ctx := context.Background()
+	p := scalePolicy(2000)
+	if _, err := e.Apply(ctx, bareBinding(ns), p); err != nil {
+		t.Fatal(err)
+	}
+	e.wg.Wait()
+	e.mu.Lock()
+	var withRules int
+	for _, ch := range e.tenants["blue"].rs.inet.chains {
+		if len(ch.rules) > 0 {
+			withRules++
+		}
+	}
+	e.mu.Unlock()
+	if got := knownHandlesTrue(t, e, ns); got < withRules {
+		t.Errorf("the engine knows the handles of %d chains, the inet table has %d with rules", got, withRules)
+	}
+
+	// A replace (a repair), then changes at once, racing the read.
+	for i := range 5 {
+		if _, err := e.apply(ctx, bareBinding(ns), p, true); err != nil {
+			t.Fatal(err)
+		}
+		p.Rules[100*i+1].Ports = []PortRange{{uint16(61000 + i), uint16(61000 + i)}}
+		if _, err := e.Apply(ctx, bareBinding(ns), p); err != nil {
+			t.Fatal(err)
+		}
+		if !log.last() {
+			t.Fatalf("change %d was not applied incrementally", i)
+		}
+		knownHandlesTrue(t, e, ns)
+		e.wg.Wait()
+		knownHandlesTrue(t, e, ns)
 	}
 }
