@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/nftables"
-	"github.com/vishvananda/netns"
 )
 
 // TestPrivilegedSendBatch sends batches captured from google/nftables
@@ -26,16 +25,7 @@ func TestPrivilegedSendBatch(t *testing.T) {
 	name := "pb-" + hex.EncodeToString(b)
 	run(t, "ip", "netns", "add", name)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	nl, err := dialBatchSocket(int(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { nl.Close() }()
+	nl := batchSocketAt(t, name)
 	list := func() string {
 		out, err := exec.Command("ip", "netns", "exec", name, "nft", "list", "tables").CombinedOutput()
 		if err != nil {
@@ -90,9 +80,7 @@ func TestPrivilegedSendBatch(t *testing.T) {
 
 	// After a redial, the socket takes batches again.
 	nl.Close()
-	if nl, err = dialBatchSocket(int(ns)); err != nil {
-		t.Fatal(err)
-	}
+	nl = batchSocketAt(t, name)
 	msgs, err = captureBatch(func(c *nftables.Conn) error {
 		c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "ta"})
 		return nil

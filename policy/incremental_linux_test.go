@@ -560,21 +560,29 @@ func TestPrivilegedRuleEditInvalid(t *testing.T) {
 	}
 }
 
+// batchSocketAt dials the engine's kind of netfilter socket in the named
+// namespace; it is closed when the test ends.
+func batchSocketAt(t *testing.T, name string) *mnl.Conn {
+	t.Helper()
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	nl, err := dialBatchSocket(int(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nl.Close() })
+	return nl
+}
+
 // knownHandlesTrue checks that every chain handle list the engine holds
 // for tenant blue is the kernel's, in order, and returns how many chains
 // it knows.
 func knownHandlesTrue(t *testing.T, e *Nftables, ns string) int {
 	t.Helper()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nl, err := dialBatchSocket(int(h))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
+	nl := batchSocketAt(t, ns)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ts := e.tenants["blue"]
