@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -138,6 +139,13 @@ func (l *Linux) subError(done <-chan struct{}, what string) func(error) {
 		}
 		if errors.Is(err, netlink.ErrDumpInterrupted) {
 			return // the events that interrupted the dump follow it
+		}
+		if strings.HasPrefix(err.Error(), "Wrong sender portid") {
+			// Another subscriber in the namespace listed the table:
+			// vishvananda/netlink sends a subscription's dump request to
+			// the socket's own groups too, so every listener hears it.
+			// The library skips the message and reads on.
+			return
 		}
 		l.log.Warn("netlink subscription error", "events", what, "err", err)
 	}

@@ -1,8 +1,13 @@
 package fabric
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -84,5 +89,60 @@ func nextFact(t *testing.T, sink *Linux) Learned {
 	default:
 		t.Fatal("the learner reported nothing")
 		return Learned{}
+	}
+}
+
+// TestPrivilegedSubscriptionIgnoresOtherListers: a second subscriber in
+// a tenant namespace listing the neighbor table (vishvananda/netlink
+// sends its dump request to the group, so the learner hears it) is not
+// reported as a subscription error; a real error still is.
+func TestPrivilegedSubscriptionIgnoresOtherListers(t *testing.T) {
+	requireRoot(t)
+	var logged bytes.Buffer
+	l := &Linux{log: slog.New(slog.NewTextHandler(&logged, nil)), done: make(chan struct{})}
+	name := "fsl-" + suffix()
+	ns := testNetns(t, name)
+	run(t, "ip", "-n", name, "link", "add", "br0", "type", "bridge")
+	run(t, "ip", "-n", name, "link", "set", "br0", "up")
+	stop := make(chan struct{})
+	ch, err := l.subscribeNeigh(ns, stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		close(stop)
+		for range ch {
+		}
+	}()
+
+	// The other subscriber's dump request reaches the learner's socket
+	// before the neighbor added after it.
+	other := make(chan netlink.NeighUpdate, 16)
+	otherDone := make(chan struct{})
+	defer close(otherDone)
+	if err := netlink.NeighSubscribeWithOptions(other, otherDone, netlink.NeighSubscribeOptions{Namespace: &ns, ListExisting: true}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range other {
+		}
+	}()
+	run(t, "ip", "-n", name, "neigh", "add", "192.0.2.7", "lladdr", "02:00:00:00:00:07", "dev", "br0")
+	deadline := time.After(10 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case u := <-ch:
+			seen = u.Neigh.IP.String() == "192.0.2.7"
+		case <-deadline:
+			t.Fatal("the learner's subscription did not report 192.0.2.7 in 10 s")
+		}
+	}
+	l.subError(make(chan struct{}), "neighbor")(errors.New("recvmsg: no buffer space available"))
+	out := logged.String()
+	if strings.Contains(out, "Wrong sender portid") {
+		t.Errorf("the learner reported another subscriber's request:\n%s", out)
+	}
+	if !strings.Contains(out, "no buffer space available") {
+		t.Errorf("a real subscription error was not logged:\n%s", out)
 	}
 }
