@@ -141,6 +141,20 @@ func restart(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 	if err != nil {
 		return fmt.Errorf("flow through the dut: %w", err)
 	}
+	if dut == Evpnd {
+		// evpnd logs its sync line only once the session has been quiet
+		// for a while after the last route; a restart before that would
+		// count this run's line as the next run's.
+		err = pollCtx(ctx, 100*time.Millisecond, func() error {
+			if syncedLines(l) == 0 {
+				return fmt.Errorf("evpnd has not logged %q", syncedLine)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	opts.Logf("lab %s: %d routes installed, flow running", l.ID, routes)
 
 	for _, mode := range RestartModes {
@@ -155,14 +169,16 @@ func restart(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 	return nil
 }
 
+// syncedLines counts the sync lines in the DUT's evpnd log: one per run
+// that reconciled.
+func syncedLines(l *lab.Lab) int {
+	b, _ := os.ReadFile(filepath.Join(l.NodeDir(dutNode), "evpnd.log"))
+	return strings.Count(string(b), syncedLine)
+}
+
 func restartOnce(ctx context.Context, l *lab.Lab, dut DUT, inj *injector, mode RestartMode, routes int, counter *fdbCounter, out, in *flow) (Restart, error) {
 	r := Restart{Mode: mode}
-	logPath := filepath.Join(l.NodeDir(dutNode), "evpnd.log")
-	synced := func() int {
-		b, _ := os.ReadFile(logPath)
-		return strings.Count(string(b), syncedLine)
-	}
-	syncedBefore := synced()
+	syncedBefore := syncedLines(l)
 	if err := pause(ctx, time.Second); err != nil {
 		return r, err
 	}
@@ -190,7 +206,7 @@ func restartOnce(ctx context.Context, l *lab.Lab, dut DUT, inj *injector, mode R
 	}
 	err = pollCtx(ctx, 20*time.Millisecond, func() error {
 		if dut == Evpnd {
-			if synced() <= syncedBefore {
+			if syncedLines(l) <= syncedBefore {
 				return fmt.Errorf("evpnd has not logged %q since the start", syncedLine)
 			}
 		} else if err := frrHasRoutes(l, routes); err != nil {
