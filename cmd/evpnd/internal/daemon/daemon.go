@@ -283,6 +283,17 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		defer t.Stop()
 		repair = t.C
 	}
+	// After a restart the kernel holds the last run's remote entries, and
+	// the first sync prunes them against a snapshot. Its dumps take
+	// seconds at 100k MACs; taken now, they overlap the sessions coming up
+	// and the ingest instead of following convergence. Entries Update
+	// writes meanwhile cost a redundant write at most (see
+	// fabric.Linux.SyncWith), and a Set meanwhile makes it stale, so
+	// firstSync takes another. early holds it until convergence.
+	var early *snapshotResult
+	if d.dp.Adopted() {
+		d.takeSnapshot(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -297,9 +308,12 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			d.repair(ctx)
 		case r := <-d.snapshots:
 			d.snapshotting = false
-			if d.synced {
+			switch {
+			case d.synced:
 				d.repairRemote(ctx, r)
-			} else {
+			case converged != nil:
+				early = &r
+			default:
 				d.firstSync(ctx, r)
 			}
 		case p := <-peers:
@@ -322,17 +336,25 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			if err := d.drainEvents(ctx, events); err != nil {
 				return err
 			}
-			// The prune dumps every remote entry, seconds of kernel time
-			// at 100k MACs; off the loop, withdrawals that arrive
-			// meanwhile (a peer lost just after an ingest) are applied
-			// at once rather than after the dump. With nothing adopted
-			// from an earlier run there is nothing to prune.
-			if d.dp.Adopted() {
-				d.takeSnapshot(ctx)
-			} else {
+			// The prune syncs against a snapshot, taken off the loop, so
+			// withdrawals that arrive meanwhile (a peer lost just after an
+			// ingest) are applied at once rather than after the dumps.
+			// With nothing adopted from an earlier run there is nothing
+			// to prune.
+			switch {
+			case !d.dp.Adopted():
 				d.synced = true
 				d.metrics.ReconcileDone("sync", nil)
 				d.log.Info("kernel synced with control plane", "adopted", false)
+			case early != nil:
+				r := *early
+				early = nil
+				d.firstSync(ctx, r)
+			case d.snapshotting:
+				// The early snapshot is on its way; firstSync runs when
+				// it arrives.
+			default:
+				d.takeSnapshot(ctx)
 			}
 		}
 	}
