@@ -131,7 +131,10 @@ func TestPrivilegedSubscriptionIgnoresOtherListers(t *testing.T) {
 	deadline := time.After(10 * time.Second)
 	for seen := false; !seen; {
 		select {
-		case u := <-ch:
+		case u, ok := <-ch:
+			if !ok {
+				t.Fatal("the learner's subscription ended")
+			}
 			seen = u.Neigh.IP.String() == "192.0.2.7"
 		case <-deadline:
 			t.Fatal("the learner's subscription did not report 192.0.2.7 in 10 s")
