@@ -29,7 +29,8 @@ func TestBenchInjectorProcess(t *testing.T) {
 // TestPrivilegedBenchSmoke runs `make bench`'s path at 500 routes against
 // both devices under test and checks that every route reached both kernels
 // (convergence.Run fails unless all of them are extern_learn FDB entries on
-// the DUT's bridge) and left them again once the injector died (B2). Times are logged, never asserted.
+// the DUT's bridge) and left them again once the injector died (B2), and
+// runs B1's floor, GoBGP alone. Times are logged, never asserted.
 func TestPrivilegedBenchSmoke(t *testing.T) {
 	opts := benchOptions(t)
 	const routes = 500
@@ -48,6 +49,21 @@ func TestPrivilegedBenchSmoke(t *testing.T) {
 				dut, routes, res.Converge.Seconds(), float64(res.PeakRSS)/(1<<20), res.Withdraw.Seconds())
 		})
 	}
+	// The floor: RunFloor fails unless GoBGP's watch delivered every path
+	// and then every withdrawal.
+	t.Run(string(convergence.GoBGP), func(t *testing.T) {
+		opts := opts
+		opts.Logf = t.Logf
+		res, err := convergence.RunFloor(context.Background(), routes, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Converge <= 0 || res.PeakRSS == 0 || res.Withdraw <= 0 {
+			t.Errorf("floor result %+v: want a time, a peak RSS and a withdrawal time", res)
+		}
+		t.Logf("GoBGP alone: %d routes %.2f s after the session came up, peak RSS %.0f MB, withdrawn in %.2f s",
+			routes, res.Converge.Seconds(), float64(res.PeakRSS)/(1<<20), res.Withdraw.Seconds())
+	})
 }
 
 // benchOptions are the options of the benchmark smoke tests: the test

@@ -181,7 +181,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 				fr = res
 			}
 		}
-		rep.Rows = append(rep.Rows, report.NewRow(n, ev, fr))
+		row := report.NewRow(n, ev, fr)
+		// The floor: GoBGP alone, receiving what evpnd receives.
+		fmt.Fprintf(stderr, "bench: ingest, %s alone, %d routes ...\n", convergence.GoBGP, n)
+		fl, err := convergence.RunFloor(ctx, n, opts)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: %s alone, %d routes: %.2f s, %.0f MB; withdrawal %.2f s\n", convergence.GoBGP, n, fl.Converge.Seconds(), mb(fl.PeakRSS), fl.Withdraw.Seconds())
+		row.SetFloor(fl)
+		rep.Rows = append(rep.Rows, row)
 	}
 	if suites["ingest"] {
 		printTable(stdout, rep.Rows)
@@ -280,12 +289,16 @@ func printMachine(w io.Writer, m convergence.Machine, ingest bool) {
 
 func printTable(w io.Writer, rows []report.Row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "routes\tevpnd s\tFRR s\ttime evpnd/FRR\tevpnd RSS MB\tFRR RSS MB\tRSS evpnd/FRR\twithdraw evpnd s\tFRR s\tevpnd/FRR\t")
+	fmt.Fprintln(tw, "routes\tevpnd s\tFRR s\ttime evpnd/FRR\tevpnd RSS MB\tFRR RSS MB\tRSS evpnd/FRR\twithdraw evpnd s\tFRR s\tevpnd/FRR\tGoBGP alone s\tRSS MB\twithdraw s\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t\n",
+		floor := "-\t-\t-"
+		if f := r.GoBGP; f != nil {
+			floor = fmt.Sprintf("%.2f\t%.0f\t%.2f", f.Converge.Seconds(), mb(f.PeakRSS), f.Withdraw.Seconds())
+		}
+		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t\n",
 			r.Routes, r.Evpnd.Converge.Seconds(), r.FRR.Converge.Seconds(), r.TimeRatio,
 			mb(r.Evpnd.PeakRSS), mb(r.FRR.PeakRSS), r.RSSRatio,
-			r.Evpnd.Withdraw.Seconds(), r.FRR.Withdraw.Seconds(), r.WithdrawRatio)
+			r.Evpnd.Withdraw.Seconds(), r.FRR.Withdraw.Seconds(), r.WithdrawRatio, floor)
 	}
 	tw.Flush()
 }

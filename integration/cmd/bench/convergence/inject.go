@@ -48,7 +48,9 @@ var (
 // injectRequest is the parent's first line to the injector: what to load.
 type injectRequest struct {
 	// Mode is "" for the injector, "listen" for a listener that loads
-	// nothing and reports every type-2 it receives as a "route" event.
+	// nothing and reports every type-2 it receives as a "route" event,
+	// "floor" for RunFloor's bare GoBGP receiver, which expects Routes
+	// paths.
 	Mode     string       `json:"mode,omitempty"`
 	RouterID netip.Addr   `json:"router_id"`
 	ASN      uint32       `json:"asn"`
@@ -90,6 +92,8 @@ type injectEvent struct {
 	// Route (listener): a received type-2, At when the listener got it.
 	MAC  string     `json:"mac,omitempty"`
 	VTEP netip.Addr `json:"vtep,omitzero"`
+	// RSS (floor, received): the floor process's VmHWM in bytes.
+	RSS uint64 `json:"rss,omitempty"`
 }
 
 // injectedMAC is the i-th injected MAC.
@@ -158,8 +162,11 @@ func inject(in *bufio.Scanner, enc *json.Encoder, log *slog.Logger) error {
 	if err := readLine(in, &req); err != nil {
 		return fmt.Errorf("read load request: %w", err)
 	}
-	if req.Mode == "listen" {
+	switch req.Mode {
+	case "listen":
 		return listen(in, enc, log, req)
+	case "floor":
+		return floor(in, enc, log, req)
 	}
 	if req.Routes < 1 || req.Routes > maxRoutes || len(req.VTEPs) == 0 {
 		return fmt.Errorf("load request: %d routes over %d vteps: want 1..%d routes and at least one vtep", req.Routes, len(req.VTEPs), maxRoutes)

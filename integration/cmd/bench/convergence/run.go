@@ -405,7 +405,8 @@ func pollCtx(ctx context.Context, interval time.Duration, check func() error) er
 	}
 }
 
-// Check reports why dut cannot be benchmarked on this machine, or nil.
+// Check reports why dut (one of DUTs, or the GoBGP floor) cannot be
+// benchmarked on this machine, or nil.
 func Check(dut DUT, opts Options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the benchmark needs root: network namespaces, veth pairs, FRR daemons; run with sudo")
@@ -420,6 +421,7 @@ func Check(dut DUT, opts Options) error {
 		if _, err := os.Stat(bin); err != nil {
 			return fmt.Errorf("evpnd binary: %w (make build)", err)
 		}
+	case GoBGP:
 	default:
 		return fmt.Errorf("dut %q is not one of %s, %s", dut, Evpnd, FRR)
 	}
