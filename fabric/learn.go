@@ -101,22 +101,6 @@ func (l *Linux) subscribeLinks(ns netns.NsHandle, existing bool) (<-chan netlink
 	return ch, stop, nil
 }
 
-func (l *Linux) subscribeNeigh(ns netns.NsHandle, stop chan struct{}) (<-chan netlink.NeighUpdate, error) {
-	ch := make(chan netlink.NeighUpdate, subChanNeigh)
-	done := l.subDone(stop)
-	err := netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{
-		Namespace:              &ns,
-		ListExisting:           true,
-		ErrorCallback:          l.subError(done, "neighbor"),
-		ReceiveBufferSize:      subSockBuf,
-		ReceiveBufferForceSize: true,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return ch, nil
-}
-
 // subDone is closed when either stop or the datapath's done is.
 func (l *Linux) subDone(stop <-chan struct{}) chan struct{} {
 	done := make(chan struct{})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -147,5 +148,68 @@ func TestPrivilegedSubscriptionIgnoresOtherListers(t *testing.T) {
 	}
 	if !strings.Contains(out, "no buffer space available") {
 		t.Errorf("a real subscription error was not logged:\n%s", out)
+	}
+}
+
+// TestPrivilegedSubscriptionDropsOwnDeletions: the learner's
+// subscription lists what is there, then reports new entries of every
+// kind and deletions of entries evpnd did not install, while the kernel
+// drops the deletions of extern_learn entries before they reach it.
+func TestPrivilegedSubscriptionDropsOwnDeletions(t *testing.T) {
+	requireRoot(t)
+	l := &Linux{log: slog.New(slog.NewTextHandler(io.Discard, nil)), done: make(chan struct{})}
+	name := "fsd-" + suffix()
+	ns := testNetns(t, name)
+	run(t, "ip", "-n", name, "link", "add", "br0", "type", "bridge")
+	run(t, "ip", "-n", name, "link", "add", "p0", "type", "veth", "peer", "name", "p1")
+	run(t, "ip", "-n", name, "link", "set", "p0", "master", "br0")
+	run(t, "ip", "-n", name, "link", "set", "br0", "up")
+	run(t, "bridge", "-n", name, "fdb", "add", "02:00:00:00:00:10", "dev", "p0", "master", "static")
+	stop := make(chan struct{})
+	ch, err := l.subscribeNeigh(ns, stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		close(stop)
+		for range ch {
+		}
+	}()
+	type event struct {
+		typ uint16
+		mac string
+	}
+	// next returns the next event of one of the test's MACs.
+	next := func() event {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case u, ok := <-ch:
+				if !ok {
+					t.Fatal("the subscription ended")
+				}
+				if mac := u.Neigh.HardwareAddr.String(); u.Neigh.Family == unix.AF_BRIDGE && strings.HasPrefix(mac, "02:00:00:00:00:") {
+					return event{u.Type, mac}
+				}
+			case <-deadline:
+				t.Fatal("no event in 10 s")
+			}
+		}
+	}
+	if ev := next(); ev != (event{unix.RTM_NEWNEIGH, "02:00:00:00:00:10"}) {
+		t.Fatalf("listing the FDB: got %+v, want the static entry", ev)
+	}
+	run(t, "bridge", "-n", name, "fdb", "add", "02:00:00:00:00:01", "dev", "p0", "master", "extern_learn")
+	run(t, "bridge", "-n", name, "fdb", "del", "02:00:00:00:00:01", "dev", "p0", "master")
+	run(t, "bridge", "-n", name, "fdb", "del", "02:00:00:00:00:10", "dev", "p0", "master")
+	want := []event{
+		{unix.RTM_NEWNEIGH, "02:00:00:00:00:01"}, // evpnd's entry arriving: a local MAC may have moved away
+		{unix.RTM_DELNEIGH, "02:00:00:00:00:10"}, // not evpnd's: reported; evpnd's deletion before it is not
+	}
+	for i, w := range want {
+		if ev := next(); ev != w {
+			t.Fatalf("event %d: got %+v, want %+v", i, ev, w)
+		}
 	}
 }
