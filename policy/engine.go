@@ -37,6 +37,10 @@ type Applied struct {
 	Tenant   string
 	Rules    int
 	Duration time.Duration
+	// Commit is the part of Duration the kernel took to take in and
+	// commit the nftables batches: from sending each until its
+	// acknowledgement. Zero when no batch was needed.
+	Commit time.Duration
 }
 
 // Engine is the policy side of evpnd as the daemon sees it.

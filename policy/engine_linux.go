@@ -61,6 +61,9 @@ type tenantState struct {
 	snap *snapshot
 	// nl dumps rule handles (readHandles).
 	nl *mnl.Conn
+	// commit adds up the kernel's time for the batches of the Apply in
+	// progress (see Applied.Commit).
+	commit time.Duration
 }
 
 func (t *tenantState) readHandles(tbl *nftables.Table, chain string) ([]uint64, error) {
@@ -171,6 +174,9 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t := e.tenants[b.Tenant]
+	if t != nil {
+		t.commit = 0
+	}
 	if t != nil && t.rs != nil && t.snap != nil && !replace {
 		applied, done, err := e.applyRuleEdits(t, b, p, start)
 		if done {
@@ -233,13 +239,13 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 
 // finish shapes the ports of an applied policy and reports the apply.
 func (e *Nftables) finish(t *tenantState, p Policy, start time.Time, incremental bool) (Applied, error) {
-	applied := Applied{Tenant: t.binding.Tenant, Rules: len(p.Rules)}
+	applied := Applied{Tenant: t.binding.Tenant, Rules: len(p.Rules), Commit: t.commit}
 	if err := applyQoS(t.h, p.QoS); err != nil {
 		applied.Duration = time.Since(start)
 		return applied, fmt.Errorf("tenant %s: ruleset applied but qos failed: %w", t.binding.Tenant, err)
 	}
 	applied.Duration = time.Since(start)
-	e.log.Debug("policy applied", "tenant", t.binding.Tenant, "rules", applied.Rules, "incremental", incremental, "duration", applied.Duration)
+	e.log.Debug("policy applied", "tenant", t.binding.Tenant, "rules", applied.Rules, "incremental", incremental, "duration", applied.Duration, "commit", applied.Commit)
 	return applied, nil
 }
 
@@ -310,7 +316,9 @@ func (t *tenantState) replaceRuleset(rs *Ruleset) error {
 // send commits a captured batch on t.nl (see sendBatch), dialing again
 // after an error.
 func (t *tenantState) send(msgs []mnl.Message) error {
+	began := time.Now()
 	err := sendBatch(t.nl, msgs)
+	t.commit += time.Since(began)
 	if err != nil {
 		if rerr := t.redial(); rerr != nil {
 			err = errors.Join(err, rerr)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/google/nftables"
 )
@@ -427,7 +428,9 @@ func applyRawPatch(t *tenantState, tbl *nftables.Table, rp *rulePatch, hss [][]u
 			}
 		}
 	}
+	began := time.Now()
 	got, err := b.commit(t.nl)
+	t.commit += time.Since(began)
 	if err != nil {
 		// Unread answers may be left on the socket: start a new one.
 		if rerr := t.redial(); rerr != nil {

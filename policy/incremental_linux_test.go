@@ -488,13 +488,21 @@ func TestPrivilegedReapplyUnchanged(t *testing.T) {
 		}
 	}
 	p := scalePolicy(300)
-	if _, err := e.Apply(ctx, bareBinding(nsA), p); err != nil {
+	res, err := e.Apply(ctx, bareBinding(nsA), p)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if res.Commit <= 0 || res.Commit > res.Duration {
+		t.Errorf("first apply: kernel commit %v of %v, want a part of it", res.Commit, res.Duration)
 	}
 	want, before := kernelTables(t, nsA)
 	gen := nftGeneration(t, nsA)
-	if _, err := e.Apply(ctx, bareBinding(nsA), clonePolicy(p)); err != nil {
+	res, err = e.Apply(ctx, bareBinding(nsA), clonePolicy(p))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if res.Commit != 0 {
+		t.Errorf("re-apply of the same policy reports a kernel commit of %v, want none", res.Commit)
 	}
 	if !log.last() {
 		t.Fatal("re-apply of the same policy was not incremental")
@@ -508,8 +516,11 @@ func TestPrivilegedReapplyUnchanged(t *testing.T) {
 	}
 
 	p.Rules[7].Ports[0] = PortRange{61000, 61001}
-	if _, err := e.Apply(ctx, bareBinding(nsA), p); err != nil {
+	if res, err = e.Apply(ctx, bareBinding(nsA), p); err != nil {
 		t.Fatal(err)
+	}
+	if res.Commit <= 0 || res.Commit > res.Duration {
+		t.Errorf("one-rule edit: kernel commit %v of %v, want a part of it", res.Commit, res.Duration)
 	}
 	if got := nftGeneration(t, nsA); got == gen {
 		t.Fatal("a rule edited in the caller's slice was not applied")

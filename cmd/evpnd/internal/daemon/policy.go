@@ -76,7 +76,7 @@ func (d *Daemon) reconcilePolicies(ctx context.Context, old, cfg *config.Config)
 			d.log.Error("policy not applied", "tenant", tenant, "err", err)
 			continue
 		}
-		d.log.Info("policy applied", "tenant", tenant, "rules", res.Rules, "took", res.Duration)
+		d.log.Info("policy applied", "tenant", tenant, "rules", res.Rules, "took", res.Duration, "kernel_commit", res.Commit)
 		d.restorePortAddresses(ctx, tenant)
 	}
 	for tenant := range was {

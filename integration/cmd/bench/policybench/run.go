@@ -101,6 +101,11 @@ type Scale struct {
 	// Change is Engine.Apply of the same policy with one rule's ports
 	// changed.
 	Change time.Duration `json:"change_ns"`
+	// ApplyCommit and ChangeCommit are the parts of Apply and Change the
+	// kernel took to take in and commit the batch (policy.Applied.Commit):
+	// the floor under each while the ruleset has this many kernel rules.
+	ApplyCommit  time.Duration `json:"apply_commit_ns,omitempty"`
+	ChangeCommit time.Duration `json:"change_commit_ns,omitempty"`
 }
 
 // Tenants is P2: one small policy applied to each of many tenants, each in
@@ -330,7 +335,7 @@ func runScale(ctx context.Context, n int, opts Options) (sc Scale, err error) {
 		return sc, err
 	}
 	addrs := portAddrs()
-	var compiles, applies, changes []time.Duration
+	var compiles, applies, changes, applyCommits, changeCommits []time.Duration
 	for i := range opts.Repeats {
 		if err := ctx.Err(); err != nil {
 			return sc, err
@@ -351,10 +356,12 @@ func runScale(ctx context.Context, n int, opts Options) (sc Scale, err error) {
 			}
 		}
 		start = time.Now()
-		if _, err := e.Apply(ctx, b, p); err != nil {
+		res, err := e.Apply(ctx, b, p)
+		if err != nil {
 			return sc, fmt.Errorf("apply: %w", err)
 		}
 		applies = append(applies, time.Since(start))
+		applyCommits = append(applyCommits, res.Commit)
 	}
 	if sc.NftRules, err = countRules(l.tenant.ns); err != nil {
 		return sc, err
@@ -368,14 +375,18 @@ func runScale(ctx context.Context, n int, opts Options) (sc Scale, err error) {
 		rule := (n - 1) * (i + 1) / (opts.Repeats + 1)
 		q := ChangeOne(p, rule, uint16(60000+i))
 		start := time.Now()
-		if _, err := e.Apply(ctx, b, q); err != nil {
+		res, err := e.Apply(ctx, b, q)
+		if err != nil {
 			return sc, fmt.Errorf("one-rule change: %w", err)
 		}
 		changes = append(changes, time.Since(start))
+		changeCommits = append(changeCommits, res.Commit)
 	}
 	sc.Compile, sc.Apply, sc.Change = median(compiles), median(applies), median(changes)
-	opts.Logf("policy bench: %d rules: %d nftables rules, compile %v, apply %v, one-rule change %v",
-		n, sc.NftRules, sc.Compile.Round(time.Microsecond), sc.Apply.Round(time.Microsecond), sc.Change.Round(time.Microsecond))
+	sc.ApplyCommit, sc.ChangeCommit = median(applyCommits), median(changeCommits)
+	opts.Logf("policy bench: %d rules: %d nftables rules, compile %v, apply %v (kernel commit %v), one-rule change %v (kernel commit %v)",
+		n, sc.NftRules, sc.Compile.Round(time.Microsecond), sc.Apply.Round(time.Microsecond), sc.ApplyCommit.Round(time.Microsecond),
+		sc.Change.Round(time.Microsecond), sc.ChangeCommit.Round(time.Microsecond))
 	return sc, nil
 }
 
