@@ -50,6 +50,12 @@ func sendBatch(nl *mnl.Conn, msgs []mnl.Message) error {
 	}
 	last := len(msgs) - 2
 	for i := range msgs {
+		// google/nftables asks the kernel to echo every rule it adds, so
+		// that Flush can read the new handles back. Nothing here reads
+		// them (handles are learned later, see learnHandlesLater), and
+		// the echo makes the kernel render each rule again as a message
+		// and send it: a third of its commit at 16k rules.
+		msgs[i].Header.Flags &^= unix.NLM_F_ECHO
 		if i != last {
 			msgs[i].Header.Flags &^= mnl.Acknowledge
 		} else {
