@@ -60,6 +60,10 @@ type Daemon struct {
 	// repair's) back to the loop; snapshotting says one is being taken.
 	snapshots    chan snapshotResult
 	snapshotting bool
+	// gate holds a repair's snapshot back while remote changes are being
+	// written; retry asks it again then (nil when nothing waits).
+	gate  snapshotGate
+	retry <-chan time.Time
 	// frozenLocal are local MACs not advertised because they are frozen
 	// as duplicates elsewhere; clearing one replays its facts.
 	frozenLocal  map[macKey][]fabric.Learned
@@ -306,6 +310,9 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			d.reloadConfig(ctx)
 		case <-repair:
 			d.repair(ctx)
+		case <-d.retry:
+			d.retry = nil
+			d.repairSnapshot(ctx)
 		case r := <-d.snapshots:
 			d.snapshotting = false
 			switch {
@@ -400,6 +407,7 @@ func (d *Daemon) apply(ctx context.Context, diff evpn.Diff) {
 		return
 	}
 	d.publishFDB(diff)
+	d.gate.wrote(time.Now())
 	err := d.dp.Update(ctx, diff)
 	d.metrics.ReconcileDone("update", err)
 	if err != nil {
@@ -462,9 +470,7 @@ func (d *Daemon) repair(ctx context.Context) {
 	if n := d.dp.Stats().Writes - before; n > 0 {
 		d.log.Warn("kernel state changed outside evpnd was repaired", "writes", n)
 	}
-	if d.synced && !d.snapshotting {
-		d.takeSnapshot(ctx)
-	}
+	d.repairSnapshot(ctx)
 	tenants, err := d.pol.Repair(ctx)
 	if len(tenants) > 0 || err != nil {
 		d.metrics.ReconcileDone("policy", err)
@@ -475,6 +481,57 @@ func (d *Daemon) repair(ctx context.Context) {
 	for _, t := range tenants {
 		d.restorePortAddresses(ctx, t)
 	}
+}
+
+// repairSnapshot takes the snapshot a repair syncs the remote entries
+// against (repairRemote), once the control plane has converged and when
+// the gate lets it; otherwise it asks again after repairQuiet.
+func (d *Daemon) repairSnapshot(ctx context.Context) {
+	if !d.synced || d.snapshotting || d.retry != nil {
+		return
+	}
+	if !d.gate.due(time.Now(), d.repairEvery) {
+		d.log.Debug("repair: remote routes are being written; snapshot deferred", "quiet_for", repairQuiet)
+		d.retry = time.After(repairQuiet)
+		return
+	}
+	d.takeSnapshot(ctx)
+}
+
+// repairQuiet is how long the datapath must go without remote changes
+// before a repair snapshots it.
+const repairQuiet = 3 * time.Second
+
+// snapshotGate decides when a repair may snapshot the kernel. The
+// snapshot dumps every tenant's FDB, which costs the kernel seconds at
+// 100k entries and grows with the square of the table (a dump walks the
+// table again for every message it fills); taken while remote routes are
+// still being written (an ingest, a peer's routes withdrawn), it competes
+// with them for the CPU, and the sync against it then redoes what Update
+// did meanwhile. So a repair's snapshot waits until no remote change was
+// written for repairQuiet, but no longer than one repair interval: under
+// changes that never stop, drift is still repaired.
+type snapshotGate struct {
+	lastWrite time.Time // the last remote change written
+	waiting   time.Time // since when a snapshot waits; zero when none
+}
+
+// wrote records a remote change written to the datapath at now.
+func (g *snapshotGate) wrote(now time.Time) { g.lastWrite = now }
+
+// due reports whether a snapshot wanted at now may be taken; when it may
+// not, the wait starts (or goes on).
+func (g *snapshotGate) due(now time.Time, interval time.Duration) bool {
+	quiet := now.Sub(g.lastWrite) >= repairQuiet
+	overdue := !g.waiting.IsZero() && now.Sub(g.waiting) >= interval
+	if quiet || overdue {
+		g.waiting = time.Time{}
+		return true
+	}
+	if g.waiting.IsZero() {
+		g.waiting = now
+	}
+	return false
 }
 
 // snapshotResult is what a repair's snapshot goroutine hands the loop.
