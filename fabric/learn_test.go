@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -105,16 +106,7 @@ func TestPrivilegedSubscriptionIgnoresOtherListers(t *testing.T) {
 	ns := testNetns(t, name)
 	run(t, "ip", "-n", name, "link", "add", "br0", "type", "bridge")
 	run(t, "ip", "-n", name, "link", "set", "br0", "up")
-	stop := make(chan struct{})
-	ch, err := l.subscribeNeigh(ns, stop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		close(stop)
-		for range ch {
-		}
-	}()
+	ch := subscribeForTest(t, l, ns)
 
 	// The other subscriber's dump request reaches the learner's socket
 	// before the neighbor added after it.
@@ -165,16 +157,7 @@ func TestPrivilegedSubscriptionDropsOwnDeletions(t *testing.T) {
 	run(t, "ip", "-n", name, "link", "set", "p0", "master", "br0")
 	run(t, "ip", "-n", name, "link", "set", "br0", "up")
 	run(t, "bridge", "-n", name, "fdb", "add", "02:00:00:00:00:10", "dev", "p0", "master", "static")
-	stop := make(chan struct{})
-	ch, err := l.subscribeNeigh(ns, stop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		close(stop)
-		for range ch {
-		}
-	}()
+	ch := subscribeForTest(t, l, ns)
 	type event struct {
 		typ uint16
 		mac string
@@ -212,4 +195,20 @@ func TestPrivilegedSubscriptionDropsOwnDeletions(t *testing.T) {
 			t.Fatalf("event %d: got %+v, want %+v", i, ev, w)
 		}
 	}
+}
+
+// subscribeForTest is l.subscribeNeigh(ns), ended when the test is.
+func subscribeForTest(t *testing.T, l *Linux, ns netns.NsHandle) <-chan netlink.NeighUpdate {
+	t.Helper()
+	stop := make(chan struct{})
+	ch, err := l.subscribeNeigh(ns, stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		close(stop)
+		for range ch {
+		}
+	})
+	return ch
 }

@@ -50,8 +50,7 @@ func measureFloor(ctx context.Context, l *lab.Lab, routes int, argv []string, op
 	if err := os.MkdirAll(l.NodeDir(dutNode), 0o755); err != nil {
 		return fmt.Errorf("floor dir: %w", err)
 	}
-	vteps := injectedVTEPs()
-	paths := routes + len(vteps)
+	paths := routes + len(injectedVTEPs())
 	rcv, err := startInjector(l.NS(dutNode), argv, opts.InjectorEnv, filepath.Join(l.NodeDir(dutNode), "gobgp.log"))
 	if err != nil {
 		return err
@@ -67,23 +66,11 @@ func measureFloor(ctx context.Context, l *lab.Lab, routes int, argv []string, op
 		return err
 	}
 
-	inj, err := startInjectorNode(l, argv, opts)
+	inj, err := startSession(ctx, l, argv, routes, opts, res)
 	if err != nil {
 		return err
 	}
 	defer inj.stop()
-	if err := inj.send(injectRequest{RouterID: injectorAddr, ASN: benchASN, Routes: routes, VTEPs: vteps}); err != nil {
-		return err
-	}
-	ev, err := inj.await(ctx, "loaded")
-	if err != nil {
-		return err
-	}
-	res.InjectorLoad = ev.LoadFor
-	opts.Logf("lab %s: injector holds %d paths (loaded in %s); starting the session", l.ID, ev.Paths, ev.LoadFor.Round(time.Millisecond))
-	if err := inj.send(peerRequest{Peer: dutAddr, ASN: benchASN}); err != nil {
-		return err
-	}
 	est, err := inj.await(ctx, "established")
 	if err != nil {
 		return err

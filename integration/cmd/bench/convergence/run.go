@@ -166,25 +166,11 @@ func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 		return n, at, true
 	}
 
-	inj, err := startInjectorNode(l, argv, opts)
+	inj, err := startSession(ctx, l, argv, routes, opts, res)
 	if err != nil {
 		return err
 	}
 	defer inj.stop()
-	vteps := injectedVTEPs()
-	if err := inj.send(injectRequest{RouterID: injectorAddr, ASN: benchASN, Routes: routes, VTEPs: vteps}); err != nil {
-		return err
-	}
-	ev, err := inj.await(ctx, "loaded")
-	if err != nil {
-		return err
-	}
-	res.InjectorLoad = ev.LoadFor
-	opts.Logf("lab %s: injector holds %d paths (loaded in %s); starting the session", l.ID, ev.Paths, ev.LoadFor.Round(time.Millisecond))
-
-	if err := inj.send(peerRequest{Peer: dutAddr, ASN: benchASN}); err != nil {
-		return err
-	}
 	// Poll from now on: the session may come up and the first routes land
 	// before the established event is read.
 	var (
@@ -295,6 +281,40 @@ func measure(ctx context.Context, l *lab.Lab, dut DUT, routes int, argv []string
 		return fmt.Errorf("withdrawal: %w", err)
 	}
 	opts.Logf("lab %s: all %d macs gone from the fdb %s after the peer died", l.ID, routes, res.Withdraw.Round(time.Millisecond))
+	return nil
+}
+
+// startSession starts the injector in l, has it load routes and then
+// start its session with the DUT; the caller stops it.
+func startSession(ctx context.Context, l *lab.Lab, argv []string, routes int, opts Options, res *Result) (*injector, error) {
+	inj, err := startInjectorNode(l, argv, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := inj.load(ctx, l, routes, opts, res); err != nil {
+		inj.stop()
+		return nil, err
+	}
+	if err := inj.send(peerRequest{Peer: dutAddr, ASN: benchASN}); err != nil {
+		inj.stop()
+		return nil, err
+	}
+	return inj, nil
+}
+
+// load has the injector put routes behind injectedVTEPs into its RIB
+// and records how long that took (before the session: no figure counts
+// it).
+func (inj *injector) load(ctx context.Context, l *lab.Lab, routes int, opts Options, res *Result) error {
+	if err := inj.send(injectRequest{RouterID: injectorAddr, ASN: benchASN, Routes: routes, VTEPs: injectedVTEPs()}); err != nil {
+		return err
+	}
+	ev, err := inj.await(ctx, "loaded")
+	if err != nil {
+		return err
+	}
+	res.InjectorLoad = ev.LoadFor
+	opts.Logf("lab %s: injector holds %d paths (loaded in %s); starting the session", l.ID, ev.Paths, ev.LoadFor.Round(time.Millisecond))
 	return nil
 }
 
