@@ -70,3 +70,72 @@ func TestConvergedAfterQueuedRoutes(t *testing.T) {
 		t.Fatalf("Converged closed with %d of %d routes on Events; the rest were still queued", got, len(routes))
 	}
 }
+
+// A peer without graceful restart that sends its first route later than
+// convergeQuiet after the session came up (a large table takes seconds to
+// start) must not be taken as converged before it does: a restarted
+// evpnd would prune the kernel entries that peer is about to send again.
+func TestConvergedWaitsForFirstRoute(t *testing.T) {
+	port := freePort(t)
+	start := func(n, peer int) *Server {
+		addr := netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", n))
+		s := New(testLogger().With("speaker", n))
+		err := s.Start(context.Background(), Config{
+			RouterID: addr, ASN: 65000, NextHop: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", n)),
+			ListenAddresses: []netip.Addr{addr}, ListenPort: port,
+			Peers: []PeerConfig{{Address: netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", peer)), ASN: 65000, Port: uint16(port)}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Stop)
+		return s
+	}
+	a := start(63, 64)
+	b := start(64, 63)
+	deadline := time.After(30 * time.Second)
+	for up := false; !up; {
+		select {
+		case <-deadline:
+			t.Fatal("no session within 30 s")
+		case <-time.After(50 * time.Millisecond):
+			peers, err := b.Peers(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			up = len(peers) == 1 && peers[0].State == "established"
+		}
+	}
+	// Quiet for twice convergeQuiet, then the table.
+	select {
+	case <-b.Converged():
+		t.Fatal("converged before the peer sent anything, convergeQuiet after the session came up")
+	case <-time.After(2 * convergeQuiet):
+	}
+	routes := ingestRoutes(100)
+	if err := a.Advertise(context.Background(), routes); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for converged := false; !converged; {
+		select {
+		case batch := <-b.Events():
+			got += len(batch)
+		case <-b.Converged():
+			converged = true
+		case <-deadline:
+			t.Fatalf("no convergence within 30 s; %d of %d routes delivered", got, len(routes))
+		}
+	}
+	for drained := false; !drained; {
+		select {
+		case batch := <-b.Events():
+			got += len(batch)
+		default:
+			drained = true
+		}
+	}
+	if got != len(routes) {
+		t.Fatalf("converged with %d of the peer's %d routes", got, len(routes))
+	}
+}

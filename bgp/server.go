@@ -26,12 +26,18 @@ const connectRetry = 5
 // Convergence without End-of-RIB: GoBGP sends End-of-RIB only to peers
 // that negotiated graceful restart, so a peer that did not negotiate it
 // also counts as converged once it is established and the route stream has
-// been quiet for convergeQuiet. A peer that negotiated it is waited for:
-// its End-of-RIB is promised. After convergeDeadline the daemon reconciles
-// with whatever it has.
+// been quiet for convergeQuiet. Until such a peer has sent its first EVPN
+// path, quiet means convergeFirstRoute since it came up: a speaker with a
+// large table takes seconds to send its first UPDATE (a GoBGP injector
+// with 250k paths took more than convergeQuiet), and converging before
+// it would make a restarted evpnd prune the kernel entries that peer is
+// about to send again. A peer that negotiated graceful restart is waited
+// for: its End-of-RIB is promised. After convergeDeadline the daemon
+// reconciles with whatever it has.
 const (
-	convergeQuiet    = 2 * time.Second
-	convergeDeadline = 90 * time.Second
+	convergeQuiet      = 2 * time.Second
+	convergeFirstRoute = 10 * time.Second
+	convergeDeadline   = 90 * time.Second
 )
 
 // localOnlyPolicy keeps a host from being transit: only routes it
@@ -56,6 +62,9 @@ type Server struct {
 	peers map[netip.Addr]PeerConfig
 	eor   map[netip.Addr]bool
 	up    map[netip.Addr]time.Time // established since
+	// routed holds the peers that sent an EVPN path in their current
+	// session.
+	routed map[netip.Addr]bool
 	// promised holds, per established peer, whether its session
 	// negotiated graceful restart for l2vpn-evpn, so its End-of-RIB will
 	// come: such a peer is waited for, never judged by the quiet rule.
@@ -240,6 +249,7 @@ func New(log *slog.Logger) *Server {
 		peers:        map[netip.Addr]PeerConfig{},
 		eor:          map[netip.Addr]bool{},
 		up:           map[netip.Addr]time.Time{},
+		routed:       map[netip.Addr]bool{},
 		promised:     map[netip.Addr]bool{},
 		restartTimes: map[netip.Addr]time.Duration{},
 		converged:    make(chan struct{}),
@@ -404,6 +414,8 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 		routes := in.buf[:0]
 		evpnPaths := 0
 		s.hold.lock()
+		var from netip.Addr // the batch's peer: a batch is nearly always one peer's
+		fromMany := false
 		for _, p := range paths {
 			if p.GetNlri() == nil {
 				if peer, ok := s.onEOR(p); ok {
@@ -427,6 +439,11 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 			if !ok || !rt.Peer.IsValid() {
 				continue // our own route
 			}
+			if !from.IsValid() {
+				from = rt.Peer
+			} else if rt.Peer != from {
+				fromMany = true
+			}
 			if !s.hold.filter(rt) {
 				continue // withdrawn while its peer restarts
 			}
@@ -435,6 +452,14 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 		if evpnPaths > 0 {
 			s.mu.Lock()
 			s.lastRoute = time.Now()
+			if from.IsValid() {
+				s.routed[from] = true
+			}
+			if fromMany {
+				for _, rt := range routes {
+					s.routed[rt.Peer] = true
+				}
+			}
 			s.mu.Unlock()
 		}
 		s.q.push(routes)
@@ -454,6 +479,8 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 			hold, wait := false, time.Duration(0)
 			if st.GetSessionState() == api.PeerState_ESTABLISHED {
 				s.up[addr] = now
+				// The last session's withdrawals came before this event.
+				delete(s.routed, addr)
 			} else {
 				_, wasUp := s.up[addr]
 				_, configured := s.peers[addr]
@@ -544,6 +571,9 @@ func (s *Server) convergedLocked(now time.Time) (bool, string) {
 			return false, ""
 		}
 		if !quiet || now.Sub(since) < convergeQuiet {
+			return false, ""
+		}
+		if !s.routed[a] && now.Sub(since) < convergeFirstRoute {
 			return false, ""
 		}
 	}
