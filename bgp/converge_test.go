@@ -18,17 +18,13 @@ func TestConvergedAfterQueuedRoutes(t *testing.T) {
 	const n = 20000
 	port := freePort(t)
 	start := func(n, peer int) *Server {
-		addr := netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", n))
 		s := New(testLogger().With("speaker", n))
 		// A consumer slower than the stream: the hand-over holds one
 		// batch, the rest waits in the queue.
 		s.events = make(chan []evpn.Route, 1)
-		err := s.Start(context.Background(), Config{
-			RouterID: addr, ASN: 65000, NextHop: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", n)),
-			ListenAddresses: []netip.Addr{addr}, ListenPort: port,
-			Peers:           []PeerConfig{{Address: netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", peer)), ASN: 65000, Port: uint16(port)}},
-			GracefulRestart: GracefulRestart{Enabled: true, StateDir: t.TempDir()},
-		})
+		cfg := pairConfig(n, peer, port)
+		cfg.GracefulRestart = GracefulRestart{Enabled: true, StateDir: t.TempDir()}
+		err := s.Start(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,14 +53,7 @@ func TestConvergedAfterQueuedRoutes(t *testing.T) {
 			t.Fatalf("no convergence within 60s; %d of %d routes delivered", got, len(routes))
 		}
 	}
-	for drained := false; !drained; {
-		select {
-		case batch := <-b.Events():
-			got += len(batch)
-		default:
-			drained = true
-		}
-	}
+	got += drainEvents(b)
 	t.Logf("%d batches before convergence, %d routes", batches, got)
 	if got != len(routes) {
 		t.Fatalf("Converged closed with %d of %d routes on Events; the rest were still queued", got, len(routes))
@@ -78,13 +67,8 @@ func TestConvergedAfterQueuedRoutes(t *testing.T) {
 func TestConvergedWaitsForFirstRoute(t *testing.T) {
 	port := freePort(t)
 	start := func(n, peer int) *Server {
-		addr := netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", n))
 		s := New(testLogger().With("speaker", n))
-		err := s.Start(context.Background(), Config{
-			RouterID: addr, ASN: 65000, NextHop: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", n)),
-			ListenAddresses: []netip.Addr{addr}, ListenPort: port,
-			Peers: []PeerConfig{{Address: netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", peer)), ASN: 65000, Port: uint16(port)}},
-		})
+		err := s.Start(context.Background(), pairConfig(n, peer, port))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,15 +111,32 @@ func TestConvergedWaitsForFirstRoute(t *testing.T) {
 			t.Fatalf("no convergence within 30 s; %d of %d routes delivered", got, len(routes))
 		}
 	}
-	for drained := false; !drained; {
-		select {
-		case batch := <-b.Events():
-			got += len(batch)
-		default:
-			drained = true
-		}
-	}
+	got += drainEvents(b)
 	if got != len(routes) {
 		t.Fatalf("converged with %d of the peer's %d routes", got, len(routes))
+	}
+}
+
+// pairConfig is the Config of test speaker n (127.0.0.n) peering with
+// speaker peer, both on port.
+func pairConfig(n, peer int, port int32) Config {
+	addr := netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", n))
+	return Config{
+		RouterID: addr, ASN: 65000, NextHop: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", n)),
+		ListenAddresses: []netip.Addr{addr}, ListenPort: port,
+		Peers: []PeerConfig{{Address: netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", peer)), ASN: 65000, Port: uint16(port)}},
+	}
+}
+
+// drainEvents counts the routes waiting on s's Events.
+func drainEvents(s *Server) int {
+	got := 0
+	for {
+		select {
+		case batch := <-s.Events():
+			got += len(batch)
+		default:
+			return got
+		}
 	}
 }

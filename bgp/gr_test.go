@@ -171,14 +171,10 @@ func TestGracefulRestartConvergesOnEOR(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := func(n int, dir string, peer int) *speaker {
-		addr := netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", n))
 		s := New(testLogger().With("speaker", n))
-		err := s.Start(context.Background(), Config{
-			RouterID: addr, ASN: 65000, NextHop: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", n)),
-			ListenAddresses: []netip.Addr{addr}, ListenPort: port,
-			Peers:           []PeerConfig{{Address: netip.MustParseAddr(fmt.Sprintf("127.0.0.%d", peer)), ASN: 65000, Port: uint16(port)}},
-			GracefulRestart: GracefulRestart{Enabled: true, StateDir: dir},
-		})
+		cfg := pairConfig(n, peer, port)
+		cfg.GracefulRestart = GracefulRestart{Enabled: true, StateDir: dir}
+		err := s.Start(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
