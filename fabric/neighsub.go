@@ -16,11 +16,12 @@ import (
 // bridge FDB), as netlink.NeighSubscribeWithOptions does, with two
 // differences:
 //
-//   - A socket filter in the kernel drops the deletions of entries evpnd
-//     installed (extern_learn). The learner has no use for them (a remote
-//     entry's arrival, not its removal, says a local MAC moved away), and
-//     when a peer's routes are withdrawn they were nearly all of its
-//     work: one wake-up, receive and decode per MAC (B2 of issue #6).
+//   - A socket filter in the kernel drops the events of entries evpnd
+//     installed (extern_learn) that the learner has no use for: their
+//     deletions, and the VXLAN device's own entries (see
+//     dropOwnDeletions). When a peer's routes arrive or are withdrawn
+//     those were most of its work: one wake-up, receive and decode per
+//     entry (B1 and B2 of issue #6).
 //   - The dump requests go to the kernel only. The library sends them to
 //     the socket's groups as well, so every other listener of the
 //     namespace hears them.
@@ -110,26 +111,48 @@ func dumpNeigh(s *nl.NetlinkSocket, family int) error {
 	return nil
 }
 
-// dropOwnDeletions is a classic BPF socket filter that drops
-// RTM_DELNEIGH messages of entries flagged NTF_EXT_LEARNED and accepts
-// everything else. Every event is a message of its own, so the filter
-// sees each at offset 0; dump replies hold only RTM_NEWNEIGH.
+// dropOwnDeletions is a classic BPF socket filter that drops, of the
+// neighbor events the kernel sends on its own (not dump replies, which
+// carry NLM_F_MULTI and may hold many entries behind the first), those of
+// entries flagged NTF_EXT_LEARNED, that is evpnd's, when they are
+// deletions or the VXLAN device's own (NTF_SELF) entries. The learner
+// needs neither: a remote entry arriving on the bridge over a local one,
+// which still passes, is how it learns a MAC moved away. Everything else
+// is accepted. Every event is a message of its own, so the filter sees
+// each at offset 0.
 func dropOwnDeletions() []unix.SockFilter {
 	// Netlink headers are in host byte order; a BPF halfword load reads
-	// network (big-endian) order.
-	var typ [2]byte
-	binary.NativeEndian.PutUint16(typ[:], unix.RTM_DELNEIGH)
-	del := uint32(binary.BigEndian.Uint16(typ[:]))
+	// network (big-endian) order, and a byte load reads one byte.
+	be16 := func(v uint16) uint32 {
+		var b [2]byte
+		binary.NativeEndian.PutUint16(b[:], v)
+		return uint32(binary.BigEndian.Uint16(b[:]))
+	}
+	flagsLow := uint32(6) // nlmsghdr.nlmsg_flags, its low byte
+	if binary.NativeEndian.Uint16([]byte{0, 1}) == 1 {
+		flagsLow = 7 // big-endian host
+	}
 	const (
-		typeOffset  = 4                      // nlmsghdr.nlmsg_type
-		flagsOffset = unix.NLMSG_HDRLEN + 10 // ndmsg.ndm_flags
+		typeOffset = 4                      // nlmsghdr.nlmsg_type
+		ndmFlags   = unix.NLMSG_HDRLEN + 10 // ndmsg.ndm_flags
+		accept     = 0xffffffff
+		ldh, ldb   = unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, unix.BPF_LD | unix.BPF_B | unix.BPF_ABS
+		jeq, jset  = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
+		ret        = unix.BPF_RET | unix.BPF_K
 	)
+	newNeigh, delNeigh := be16(unix.RTM_NEWNEIGH), be16(unix.RTM_DELNEIGH)
 	return []unix.SockFilter{
-		{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: typeOffset},
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: del, Jt: 0, Jf: 3}, // not a deletion: accept
-		{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: flagsOffset},
-		{Code: unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K, K: unix.NTF_EXT_LEARNED, Jt: 0, Jf: 1},
-		{Code: unix.BPF_RET | unix.BPF_K, K: 0},          // drop
-		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff}, // accept
+		/* 0 */ {Code: ldh, K: typeOffset},
+		/* 1 */ {Code: jeq, K: newNeigh, Jt: 1, Jf: 0}, // to 3
+		/* 2 */ {Code: jeq, K: delNeigh, Jt: 0, Jf: 8}, // to 3; else accept
+		/* 3 */ {Code: ldb, K: flagsLow},
+		/* 4 */ {Code: jset, K: unix.NLM_F_MULTI, Jt: 6, Jf: 0}, // a dump reply: accept
+		/* 5 */ {Code: ldb, K: ndmFlags},
+		/* 6 */ {Code: jset, K: unix.NTF_EXT_LEARNED, Jt: 0, Jf: 4}, // not evpnd's: accept
+		/* 7 */ {Code: jset, K: unix.NTF_SELF, Jt: 2, Jf: 0}, // the VXLAN device's: drop
+		/* 8 */ {Code: ldh, K: typeOffset},
+		/* 9 */ {Code: jeq, K: delNeigh, Jt: 0, Jf: 1}, // a deletion: drop; else accept
+		/* 10 */ {Code: ret, K: 0},
+		/* 11 */ {Code: ret, K: accept},
 	}
 }
