@@ -414,8 +414,7 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 		routes := in.buf[:0]
 		evpnPaths := 0
 		s.hold.lock()
-		var from netip.Addr // the batch's peer: a batch is nearly always one peer's
-		fromMany := false
+		var from []netip.Addr // the batch's peers: nearly always one
 		for _, p := range paths {
 			if p.GetNlri() == nil {
 				if peer, ok := s.onEOR(p); ok {
@@ -439,10 +438,8 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 			if !ok || !rt.Peer.IsValid() {
 				continue // our own route
 			}
-			if !from.IsValid() {
-				from = rt.Peer
-			} else if rt.Peer != from {
-				fromMany = true
+			if !slices.Contains(from, rt.Peer) {
+				from = append(from, rt.Peer)
 			}
 			if !s.hold.filter(rt) {
 				continue // withdrawn while its peer restarts
@@ -452,13 +449,8 @@ func (s *Server) onEvent(in *ingest, r *api.WatchEventResponse) {
 		if evpnPaths > 0 {
 			s.mu.Lock()
 			s.lastRoute = time.Now()
-			if from.IsValid() {
-				s.routed[from] = true
-			}
-			if fromMany {
-				for _, rt := range routes {
-					s.routed[rt.Peer] = true
-				}
+			for _, a := range from {
+				s.routed[a] = true
 			}
 			s.mu.Unlock()
 		}

@@ -144,12 +144,12 @@ func TestPrivilegedSubscriptionIgnoresOtherListers(t *testing.T) {
 	}
 }
 
-// TestPrivilegedSubscriptionDropsOwnDeletions: the learner's
+// TestPrivilegedSubscriptionDropsOwnEvents: the learner's
 // subscription lists everything there is, evpnd's entries too, then
 // reports new entries on the bridge and deletions of entries evpnd did not
 // install, while the kernel drops the deletions of extern_learn entries
 // and the VXLAN device's own extern_learn entries before they reach it.
-func TestPrivilegedSubscriptionDropsOwnDeletions(t *testing.T) {
+func TestPrivilegedSubscriptionDropsOwnEvents(t *testing.T) {
 	requireRoot(t)
 	l := &Linux{log: slog.New(slog.NewTextHandler(io.Discard, nil)), done: make(chan struct{})}
 	name := "fsd-" + suffix()

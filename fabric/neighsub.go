@@ -19,7 +19,7 @@ import (
 //   - A socket filter in the kernel drops the events of entries evpnd
 //     installed (extern_learn) that the learner has no use for: their
 //     deletions, and the VXLAN device's own entries (see
-//     dropOwnDeletions). When a peer's routes arrive or are withdrawn
+//     learnerFilter). When a peer's routes arrive or are withdrawn
 //     those were most of its work: one wake-up, receive and decode per
 //     entry (B1 and B2 of issue #6).
 //   - The dump requests go to the kernel only. The library sends them to
@@ -30,7 +30,7 @@ func (l *Linux) subscribeNeigh(ns netns.NsHandle, stop chan struct{}) (<-chan ne
 	if err != nil {
 		return nil, err
 	}
-	filter := dropOwnDeletions()
+	filter := learnerFilter()
 	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	if err := unix.SetsockoptSockFprog(s.GetFd(), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
 		s.Close()
@@ -111,7 +111,7 @@ func dumpNeigh(s *nl.NetlinkSocket, family int) error {
 	return nil
 }
 
-// dropOwnDeletions is a classic BPF socket filter that drops, of the
+// learnerFilter is a classic BPF socket filter that drops, of the
 // neighbor events the kernel sends on its own (not dump replies, which
 // carry NLM_F_MULTI and may hold many entries behind the first), those of
 // entries flagged NTF_EXT_LEARNED, that is evpnd's, when they are
@@ -120,7 +120,7 @@ func dumpNeigh(s *nl.NetlinkSocket, family int) error {
 // which still passes, is how it learns a MAC moved away. Everything else
 // is accepted. Every event is a message of its own, so the filter sees
 // each at offset 0.
-func dropOwnDeletions() []unix.SockFilter {
+func learnerFilter() []unix.SockFilter {
 	// Netlink headers are in host byte order; a BPF halfword load reads
 	// network (big-endian) order, and a byte load reads one byte.
 	be16 := func(v uint16) uint32 {
