@@ -68,6 +68,15 @@ type Ruleset struct {
 	// dispatch names each port's chains, by direction; empty when the
 	// port has nothing to evaluate in that direction.
 	dispatch map[string]portDispatch
+	// runs names each chain's run sets (see runs.go), in chain order;
+	// merged are the rules held in them, which have no named counter.
+	runs   map[string][]string
+	merged map[string]bool
+	// spaces are what each chain's rules match, in chain order, and
+	// groups the address groups' intervals: kept for patches (see
+	// chainRules).
+	spaces map[string][]space
+	groups map[string][2][]addrSpan
 }
 
 type portDispatch struct {
@@ -123,7 +132,7 @@ func Compile(p Policy, b Binding, addrs map[string][]netip.Addr) (*Ruleset, erro
 		b:        b,
 		addrs:    addrs,
 		portSeg:  map[string]string{},
-		rs:       &Ruleset{Tenant: p.Tenant, Rules: len(p.Rules), dispatch: map[string]portDispatch{}},
+		rs:       &Ruleset{Tenant: p.Tenant, Rules: len(p.Rules), dispatch: map[string]portDispatch{}, runs: map[string][]string{}, spaces: map[string][]space{}},
 		inet:     &nftTable{family: nftables.TableFamilyINet, name: TableName},
 		bridge:   &nftTable{family: nftables.TableFamilyBridge, name: TableName},
 		segments: map[string]SegmentBinding{},
@@ -141,7 +150,7 @@ func Compile(p Policy, b Binding, addrs map[string][]netip.Addr) (*Ruleset, erro
 		}
 	}
 	c.compile()
-	c.rs.inet, c.rs.bridge = c.inet, c.bridge
+	c.rs.inet, c.rs.bridge, c.rs.merged, c.rs.groups = c.inet, c.bridge, c.merged, c.groups
 	return c.rs, nil
 }
 
@@ -158,6 +167,14 @@ type compiler struct {
 	qos      map[string]PortQoS
 	// ruleSets are the named sets of rules' elements made so far.
 	ruleSets map[string]bool
+	// merged are the rules held as run elements (see runs.go).
+	merged map[string]bool
+	// groups caches the intervals of address groups.
+	groups map[string][2][]addrSpan
+	// prev is the ruleset a patch starts from, whose spaces of the rules
+	// not in changed are still true.
+	prev    *Ruleset
+	changed map[string]bool
 }
 
 type targetKey struct {
@@ -169,6 +186,7 @@ type targetKey struct {
 func (c *compiler) compile() {
 	c.marks = map[uint32]bool{}
 	c.ruleSets = map[string]bool{}
+	c.merged = map[string]bool{}
 	c.qos = map[string]PortQoS{}
 	for _, q := range c.p.QoS {
 		c.qos[q.Port] = q
@@ -203,10 +221,6 @@ func (c *compiler) compile() {
 			spanSet(groupSet(g.Name, fam4), keyType(fam4), prefixSpans(fam4, g.Prefixes)),
 			spanSet(groupSet(g.Name, fam6), keyType(fam6), prefixSpans(fam6, g.Prefixes)))
 	}
-	for _, r := range c.p.Rules {
-		c.inet.counters = append(c.inet.counters, &nftables.CounterObj{Name: counterName(r.Name)})
-	}
-
 	maps := map[string]*nftSet{
 		mapEgress4:  verdictMap(mapEgress4, nftables.TypeIPAddr),
 		mapEgress6:  verdictMap(mapEgress6, nftables.TypeIP6Addr),
@@ -237,9 +251,7 @@ func (c *compiler) compile() {
 			}
 			segWork[s.Name] = true
 			ch := &nftChain{name: fmt.Sprintf("%s_seg_%s", pre, s.Name)}
-			for _, r := range srules {
-				ch.rules = append(ch.rules, c.rule(r)...)
-			}
+			ch.rules = c.chainRules(ch.name, dir, srules)
 			switch d {
 			case ActionDeny:
 				ch.rules = append(ch.rules, newRule().drop())
@@ -259,18 +271,14 @@ func (c *compiler) compile() {
 			}
 			groupWork[g.Name] = true
 			ch := &nftChain{name: fmt.Sprintf("%s_group_%s", pre, g.Name)}
-			for _, r := range grules {
-				ch.rules = append(ch.rules, c.rule(r)...)
-			}
+			ch.rules = c.chainRules(ch.name, dir, grules)
 			chains = append(chains, ch)
 		}
 		// Ports, in binding order.
 		for _, s := range c.b.Segments {
 			for _, port := range s.Ports {
 				ch := &nftChain{name: fmt.Sprintf("%s_port_%s", pre, port)}
-				for _, r := range rules[targetKey{dir, "port", port}] {
-					ch.rules = append(ch.rules, c.rule(r)...)
-				}
+				ch.rules = c.chainRules(ch.name, dir, rules[targetKey{dir, "port", port}])
 				for _, g := range c.p.PortGroups {
 					if groupWork[g.Name] && contains(g.Ports, port) {
 						ch.rules = append(ch.rules, newRule().jump(fmt.Sprintf("%s_group_%s", pre, g.Name)))
@@ -291,6 +299,13 @@ func (c *compiler) compile() {
 				}
 				c.rs.dispatch[port] = d
 			}
+		}
+	}
+	// Named counters for the rules that kept kernel rules; merged rules
+	// count in their elements.
+	for _, r := range c.p.Rules {
+		if !c.merged[r.Name] {
+			c.inet.counters = append(c.inet.counters, &nftables.CounterObj{Name: counterName(r.Name)})
 		}
 	}
 	fillAddressMaps(maps, c.b, c.rs.dispatch, c.addrs)

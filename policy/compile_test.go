@@ -73,6 +73,7 @@ func TestCompileGolden(t *testing.T) {
 				PortForwards: []PortForward{{External: ip("203.0.113.1"), Protocol: ProtoTCP, Port: 2222, Internal: ip("10.0.2.21"), InternalPort: 22}}},
 		}},
 		{"lists", elementPolicy()},
+		{"runs", runsPolicy()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -278,5 +279,40 @@ func TestValidName(t *testing.T) {
 		if got, want := validName(n), nameRE.MatchString(n); got != want {
 			t.Errorf("validName(%q) = %v, want %v", n, got, want)
 		}
+	}
+}
+
+// runsPolicy has rules that merge into runs of every kind (see runs.go),
+// a rule that overlaps an earlier one and keeps its kernel rule, and a
+// run too short to be kept.
+func runsPolicy() Policy {
+	in := func(name string, prio int, proto Protocol, ports []PortRange, remote Remote, a Action) Rule {
+		return Rule{Name: name, Priority: prio, Direction: Ingress, Target: Target{Port: "tap-a"}, Protocol: proto, Ports: ports, Remote: remote, Action: a}
+	}
+	one := func(p uint16) []PortRange { return []PortRange{{p, p}} }
+	nets := Remote{Prefixes: []netip.Prefix{pfx("192.0.2.0/24"), pfx("2001:db8::/48")}}
+	office := Remote{AddressGroup: "office"}
+	return Policy{
+		Tenant:        "blue",
+		AddressGroups: []AddressGroup{{Name: "office", Prefixes: []netip.Prefix{pfx("198.51.100.0/24"), pfx("2001:db8:1::/48")}}},
+		Rules: []Rule{
+			in("http", 1, ProtoTCP, one(80), Remote{}, ActionAllow),
+			in("https", 2, ProtoTCP, one(443), Remote{}, ActionAllow),
+			in("dns", 3, ProtoUDP, []PortRange{{53, 53}, {5353, 5353}}, Remote{}, ActionAllow),
+			in("ssh-nets", 4, ProtoTCP, one(22), nets, ActionAllow),
+			in("git-nets", 5, ProtoTCP, []PortRange{{9418, 9420}}, nets, ActionAllow),
+			in("db-office", 6, ProtoTCP, one(5432), office, ActionAllow),
+			in("ldap-office", 7, ProtoTCP, one(389), office, ActionAllow),
+			in("no-telnet", 8, ProtoTCP, one(23), Remote{}, ActionReject),
+			in("no-rsh", 9, ProtoTCP, one(514), Remote{}, ActionReject),
+			in("no-tftp", 10, ProtoUDP, one(69), Remote{}, ActionDeny),
+			in("no-snmp", 11, ProtoUDP, one(161), Remote{}, ActionDeny),
+			{Name: "ping", Priority: 12, Direction: Ingress, Target: Target{Port: "tap-a"}, Protocol: ProtoICMP, ICMPTypes: []uint8{8}, Action: ActionAllow},
+			{Name: "ts", Priority: 13, Direction: Ingress, Target: Target{Port: "tap-a"}, Protocol: ProtoICMP, ICMPTypes: []uint8{13}, Action: ActionAllow},
+			// Overlaps http: keeps its kernel rule, after the runs.
+			in("http-nets", 14, ProtoTCP, []PortRange{{80, 81}}, nets, ActionDeny),
+			// Alone in its run (udp reject): keeps its kernel rule.
+			in("no-syslog", 15, ProtoUDP, one(514), Remote{}, ActionReject),
+		},
 	}
 }

@@ -64,6 +64,9 @@ type tenantState struct {
 	// commit adds up the kernel's time for the batches of the Apply in
 	// progress (see Applied.Commit).
 	commit time.Duration
+	// base is what counters gone from the kernel had counted, by rule
+	// (see counts_linux.go).
+	base map[string]counts
 }
 
 func (t *tenantState) readHandles(tbl *nftables.Table, chain string) ([]uint64, error) {
@@ -271,7 +274,11 @@ func (e *Nftables) applyRuleEdits(t *tenantState, b Binding, p Policy, start tim
 			e.log.Debug("rule edits need a full compile", "tenant", b.Tenant, "err", err)
 			return Applied{}, false, nil
 		}
-		if err := applyPatch(t, rp); err != nil {
+		apply := applyPatch
+		if rp.structural {
+			apply = func(t *tenantState, rp *rulePatch) error { return applyChanges(t, t.rs, rp.rs) }
+		}
+		if err := apply(t, rp); err != nil {
 			e.log.Debug("rule edits not applicable, replacing the ruleset", "tenant", b.Tenant, "err", err)
 			return Applied{}, false, err
 		}
@@ -289,12 +296,24 @@ func (e *Nftables) applyRuleEdits(t *tenantState, b Binding, p Policy, start tim
 // t.nl (see sendBatch).
 func (t *tenantState) replaceRuleset(rs *Ruleset) error {
 	// Counters live in the table being replaced; carry them over so a
-	// rule's count survives changes to other rules.
-	if old, err := readCounters(t.conn); err == nil {
-		for _, o := range rs.inet.counters {
-			if v, ok := old[o.Name]; ok {
-				o.Packets, o.Bytes = v.Packets, v.Bytes
-			}
+	// rule's count survives changes to other rules: into the new named
+	// counters, or, for rules now merged into runs, into the base.
+	old := map[string]counts{}
+	if named, err := namedCounts(t.conn); err == nil {
+		fold(old, named)
+		if runs, err := readRunCounts(t.conn, kernelRunSets(t.conn), nil); err == nil {
+			fold(old, runs)
+		}
+	}
+	fold(old, t.base)
+	base := map[string]counts{}
+	for _, o := range rs.inet.counters {
+		c := old[strings.TrimPrefix(o.Name, counterPre)]
+		o.Packets, o.Bytes = c.packets, c.bytes
+	}
+	for rule := range rs.merged {
+		if c, ok := old[rule]; ok {
+			base[rule] = c
 		}
 	}
 	msgs, err := captureBatch(func(c *nftables.Conn) error {
@@ -310,6 +329,7 @@ func (t *tenantState) replaceRuleset(rs *Ruleset) error {
 	if err := t.send(msgs); err != nil {
 		return fmt.Errorf("replace nftables ruleset: %w", err)
 	}
+	t.base = base
 	return nil
 }
 
@@ -368,7 +388,7 @@ func install(c *nftables.Conn, t *nftTable) error {
 }
 
 func (s *nftSet) named(t *nftables.Table) *nftables.Set {
-	ns := &nftables.Set{Table: t, Name: s.name, KeyType: s.key, Interval: s.interval}
+	ns := &nftables.Set{Table: t, Name: s.name, KeyType: s.key, Interval: s.interval, Concatenation: s.concat, Counter: s.counter}
 	if s.data != nil {
 		ns.IsMap, ns.DataType = true, *s.data
 	}
@@ -591,7 +611,7 @@ func (e *Nftables) Remove(ctx context.Context, tenant string) error {
 	return nil
 }
 
-// Counters reads every rule's named counter of every applied tenant.
+// Counters reads the count of every rule of every applied tenant.
 func (e *Nftables) Counters(ctx context.Context) ([]Counter, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -601,13 +621,13 @@ func (e *Nftables) Counters(ctx context.Context) ([]Counter, error) {
 	var out []Counter
 	var errs []error
 	for name, t := range e.tenants {
-		cs, err := readCounters(t.conn)
+		cs, err := t.counts()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("tenant %s: %w", name, err))
 			continue
 		}
-		for n, c := range cs {
-			out = append(out, Counter{Tenant: name, Rule: strings.TrimPrefix(n, counterPre), Packets: c.Packets, Bytes: c.Bytes})
+		for rule, c := range cs {
+			out = append(out, Counter{Tenant: name, Rule: rule, Packets: c.packets, Bytes: c.bytes})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -38,6 +38,10 @@ type handles map[chainRef][]uint64
 // t's batch socket. On error nothing changed in the kernel (one batch);
 // errReplace wrapped says a full replace is needed.
 func applyChanges(t *tenantState, old, next *Ruleset) error {
+	gone, err := countsGone(t.conn, old.inet.counters, next.inet.counters, runPairs(old.inet, next.inet))
+	if err != nil {
+		return err
+	}
 	var forget []chainRef
 	msgs, err := captureBatch(func(c *nftables.Conn) error {
 		for _, pair := range [][2]*nftTable{{old.inet, next.inet}, {old.bridge, next.bridge}} {
@@ -60,6 +64,7 @@ func applyChanges(t *tenantState, old, next *Ruleset) error {
 	for _, r := range forget {
 		delete(t.handles, r)
 	}
+	t.keepBase(gone, next)
 	return nil
 }
 
@@ -103,8 +108,8 @@ func queueTableChanges(c *nftables.Conn, read handleReader, old, next *nftTable,
 	var forget []chainRef
 	for _, ch := range next.chains {
 		o, ok := oldChains[ch.name]
-		if !ok {
-			continue
+		if !ok || o == ch {
+			continue // new, or the same object: unchanged
 		}
 		prefix, suffix := commonEnds(o.rules, ch.rules)
 		if prefix == len(o.rules) && prefix == len(ch.rules) {
@@ -161,6 +166,9 @@ func queueTableChanges(c *nftables.Conn, read handleReader, old, next *nftTable,
 				return nil, fmt.Errorf("set %s: %w: %w", s.name, err, errReplace)
 			}
 			continue
+		}
+		if o == s {
+			continue // the same object: unchanged
 		}
 		if err := queueElementChanges(c, tbl, o, s); err != nil {
 			return nil, err
@@ -244,7 +252,7 @@ func sameChainType(a, b *nftChain) bool {
 }
 
 func sameSetType(a, b *nftSet) bool {
-	if a.key != b.key || a.interval != b.interval || (a.data == nil) != (b.data == nil) {
+	if a.key != b.key || a.interval != b.interval || a.concat != b.concat || a.counter != b.counter || (a.data == nil) != (b.data == nil) {
 		return false
 	}
 	return a.data == nil || *a.data == *b.data
@@ -286,12 +294,13 @@ func learnHandles(read handleReader, tbl *nftables.Table, ch *nftChain, known ha
 }
 
 // queueElementChanges brings the elements of set old to those of next.
-// Interval sets are refilled whole: their elements come in start and end
-// pairs that only make sense together.
+// Interval sets of single keys are refilled whole: their elements come in
+// start and end pairs that only make sense together. Runs change element
+// by element, so the others keep counting.
 func queueElementChanges(c *nftables.Conn, tbl *nftables.Table, old, next *nftSet) error {
 	s := next.named(tbl)
-	if next.interval {
-		if slices.EqualFunc(old.elems, next.elems, func(a, b nftables.SetElement) bool { return elemID(a) == elemID(b) }) {
+	if next.interval && !next.concat {
+		if slices.EqualFunc(old.elems, next.elems, sameElem) {
 			return nil
 		}
 		c.FlushSet(s)
@@ -303,24 +312,7 @@ func queueElementChanges(c *nftables.Conn, tbl *nftables.Table, old, next *nftSe
 		}
 		return nil
 	}
-	oldByKey := map[string]string{}
-	for _, e := range old.elems {
-		oldByKey[string(e.Key)] = elemID(e)
-	}
-	nextByKey := map[string]string{}
-	var add []nftables.SetElement
-	for _, e := range next.elems {
-		nextByKey[string(e.Key)] = elemID(e)
-		if oldByKey[string(e.Key)] != elemID(e) {
-			add = append(add, e)
-		}
-	}
-	var del []nftables.SetElement
-	for _, e := range old.elems {
-		if id, ok := nextByKey[string(e.Key)]; !ok || id != elemID(e) {
-			del = append(del, nftables.SetElement{Key: e.Key})
-		}
-	}
+	add, del := elemChanges(old, next)
 	if len(del) > 0 {
 		if err := c.SetDeleteElements(s, del); err != nil {
 			return fmt.Errorf("set %s: %w: %w", next.name, err, errReplace)
@@ -334,9 +326,33 @@ func queueElementChanges(c *nftables.Conn, tbl *nftables.Table, old, next *nftSe
 	return nil
 }
 
-// elemID identifies an element with what it maps to.
+// elemChanges returns the elements to add to and delete from a set that
+// is not an interval set of single keys, keyed by key (and key end).
+func elemChanges(old, next *nftSet) (add, del []nftables.SetElement) {
+	key := func(e nftables.SetElement) string { return string(e.Key) + "/" + string(e.KeyEnd) }
+	oldByKey := map[string]string{}
+	for _, e := range old.elems {
+		oldByKey[key(e)] = elemID(e)
+	}
+	nextByKey := map[string]string{}
+	for _, e := range next.elems {
+		nextByKey[key(e)] = elemID(e)
+		if oldByKey[key(e)] != elemID(e) {
+			add = append(add, e)
+		}
+	}
+	for _, e := range old.elems {
+		if id, ok := nextByKey[key(e)]; !ok || id != elemID(e) {
+			del = append(del, nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd, Comment: e.Comment})
+		}
+	}
+	return add, del
+}
+
+// elemID identifies an element with what it maps to and, in a run, the
+// rule it counts for.
 func elemID(e nftables.SetElement) string {
-	id := hex.EncodeToString(e.Key) + "/" + hex.EncodeToString(e.Val)
+	id := hex.EncodeToString(e.Key) + "/" + hex.EncodeToString(e.KeyEnd) + "/" + hex.EncodeToString(e.Val) + "/" + e.Comment
 	if e.IntervalEnd {
 		id += "/end"
 	}
@@ -363,6 +379,16 @@ func applyPatch(t *tenantState, rp *rulePatch) error {
 	}
 	if len(rp.sets) == 0 {
 		return applyRawPatch(t, tbl, rp, hss)
+	}
+	var runs []runPair
+	for _, sp := range rp.sets {
+		if sp.old.run != nil {
+			runs = append(runs, runPair(sp))
+		}
+	}
+	gone, err := countsGone(t.conn, nil, nil, runs)
+	if err != nil {
+		return err
 	}
 	msgs, err := captureBatch(func(c *nftables.Conn) error {
 		for _, sp := range rp.sets {
@@ -405,6 +431,7 @@ func applyPatch(t *tenantState, rp *rulePatch) error {
 	if err != nil {
 		return fmt.Errorf("apply rule changes: %w", err)
 	}
+	t.keepBase(gone, nil)
 	return nil
 }
 

@@ -173,62 +173,89 @@ func freshApply(t *testing.T, ns string, p Policy, addrs map[string][]netip.Addr
 }
 
 // TestPrivilegedIncrementalOneRule changes one rule of an applied
-// 500-rule policy: only that rule's kernel rules may get new handles,
-// and the result must equal a full apply of the changed policy.
+// 500-rule policy: only that rule's kernel objects may change, and the
+// result must equal a full apply of the changed policy. With rules that
+// merge into runs, the change is one element of a run per family and no
+// kernel rule changes; with rules that log (which never merge), it is
+// the rule's own kernel rules.
 func TestPrivilegedIncrementalOneRule(t *testing.T) {
-	nsA, nsB := bareNamespace(t, "a"), bareNamespace(t, "b")
-	e, log := newLoggedEngine(t)
-	ctx := context.Background()
-	addrs := map[string][]netip.Addr{"tap-a": {netip.MustParseAddr("10.0.1.11")}, "tap-b": {netip.MustParseAddr("10.0.1.12")}}
-	for port, a := range addrs {
-		if err := e.SetPortAddresses(ctx, "blue", port, a); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p := scalePolicy(500)
-	if _, err := e.Apply(ctx, bareBinding(nsA), p); err != nil {
-		t.Fatal(err)
-	}
-	_, before := kernelTables(t, nsA)
-	p.Rules[250].Ports = []PortRange{{65000, 65000}}
-	if _, err := e.Apply(ctx, bareBinding(nsA), p); err != nil {
-		t.Fatal(err)
-	}
-	if !log.last() {
-		t.Fatal("one-rule change was not applied incrementally")
-	}
-	got, after := kernelTables(t, nsA)
-	if want := freshApply(t, nsB, p, addrs); got != want {
-		t.Fatalf("incremental apply differs from a full apply:\n%s", lineDiff(got, want))
-	}
-	if len(after) != len(before) {
-		t.Fatalf("%d rules after a one-rule change, %d before", len(after), len(before))
-	}
-	kept := map[uint64]bool{}
-	for _, r := range before {
-		kept[r.handle] = true
-	}
-	var fresh []kernelRule
-	for _, r := range after {
-		if !kept[r.handle] {
-			fresh = append(fresh, r)
-		}
-	}
-	// Rule 250 (port group g, address group nets) is one kernel rule per
-	// family; only those are new.
-	changed := 0
-	for _, r := range after {
-		if strings.Contains(r.body, `"rule_r250"`) {
-			changed++
-		}
-	}
-	if changed != 2 || len(fresh) != changed {
-		t.Fatalf("%d rules with new handles after a one-rule change, want the %d of the changed rule: %+v", len(fresh), changed, fresh)
-	}
-	for _, r := range fresh {
-		if !strings.Contains(r.body, `"rule_r250"`) || !strings.Contains(r.body, "65000") {
-			t.Errorf("rule with a new handle is not the changed rule: %+v", r)
-		}
+	for _, logged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("log=%v", logged), func(t *testing.T) {
+			nsA, nsB := bareNamespace(t, "a"), bareNamespace(t, "b")
+			e, log := newLoggedEngine(t)
+			ctx := context.Background()
+			addrs := map[string][]netip.Addr{"tap-a": {netip.MustParseAddr("10.0.1.11")}, "tap-b": {netip.MustParseAddr("10.0.1.12")}}
+			for port, a := range addrs {
+				if err := e.SetPortAddresses(ctx, "blue", port, a); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p := scalePolicy(500)
+			for i := range p.Rules {
+				p.Rules[i].Log = logged
+			}
+			if _, err := e.Apply(ctx, bareBinding(nsA), p); err != nil {
+				t.Fatal(err)
+			}
+			_, before := kernelTables(t, nsA)
+			p.Rules[250].Ports = []PortRange{{65000, 65000}}
+			if _, err := e.Apply(ctx, bareBinding(nsA), p); err != nil {
+				t.Fatal(err)
+			}
+			if !log.last() {
+				t.Fatal("one-rule change was not applied incrementally")
+			}
+			got, after := kernelTables(t, nsA)
+			if want := freshApply(t, nsB, p, addrs); got != want {
+				t.Fatalf("incremental apply differs from a full apply:\n%s", lineDiff(got, want))
+			}
+			if len(after) != len(before) {
+				t.Fatalf("%d rules after a one-rule change, %d before", len(after), len(before))
+			}
+			kept := map[uint64]bool{}
+			for _, r := range before {
+				kept[r.handle] = true
+			}
+			var fresh []kernelRule
+			for _, r := range after {
+				if !kept[r.handle] {
+					fresh = append(fresh, r)
+				}
+			}
+			if !logged {
+				// Rule 250 (port group g, address group nets) is an
+				// element of the chain's group run of each family.
+				if len(fresh) != 0 {
+					t.Fatalf("%d rules with new handles after a one-rule change of a merged rule: %+v", len(fresh), fresh)
+				}
+				for _, f := range []string{"4", "6"} {
+					set := "run_in_group_g_g" + f + "_nets_accept"
+					out, err := exec.Command("ip", "netns", "exec", nsA, "nft", "list", "set", "inet", TableName, set).CombinedOutput()
+					if err != nil {
+						t.Fatalf("nft list set %s: %v: %s", set, err, out)
+					}
+					if !strings.Contains(string(out), `tcp . 65000 counter packets 0 bytes 0 comment "r250"`) || strings.Contains(string(out), "1250") {
+						t.Errorf("set %s after the change of r250 to port 65000:\n%s", set, out)
+					}
+				}
+				return
+			}
+			// Rule 250 is one kernel rule per family; only those are new.
+			changed := 0
+			for _, r := range after {
+				if strings.Contains(r.body, `"rule_r250"`) {
+					changed++
+				}
+			}
+			if changed != 2 || len(fresh) != changed {
+				t.Fatalf("%d rules with new handles after a one-rule change, want the %d of the changed rule: %+v", len(fresh), changed, fresh)
+			}
+			for _, r := range fresh {
+				if !strings.Contains(r.body, `"rule_r250"`) || !strings.Contains(r.body, "65000") {
+					t.Errorf("rule with a new handle is not the changed rule: %+v", r)
+				}
+			}
+		})
 	}
 }
 
@@ -650,4 +677,59 @@ func TestPrivilegedHandlesLearnedAfterReplace(t *testing.T) {
 		e.wg.Wait()
 		knownHandlesTrue(t, e, ns)
 	}
+}
+
+// TestPrivilegedRunCountsSurvive follows the count of a rule held in a
+// run (see runs.go) through what takes its elements away: an edit of the
+// rule itself, its move out of the runs (a rule that logs keeps a kernel
+// rule and a named counter) and back, and a full replace. The count may
+// only grow, and keeps counting.
+func TestPrivilegedRunCountsSurvive(t *testing.T) {
+	l := newLab(t)
+	e, log := newLoggedEngine(t)
+	ctx := context.Background()
+	if err := e.SetPortAddresses(ctx, "blue", "tap-a", []netip.Addr{netip.MustParseAddr("10.0.1.11")}); err != nil {
+		t.Fatal(err)
+	}
+	w1, w2 := l.w["w1"], l.w["w2"]
+	l.listenTCP(w1, 8080)
+	p := filterPolicy()
+	// A second rule in web-8080's run: a run holds at least minRun rules.
+	p.Rules = append(p.Rules, Rule{Name: "web-8090", Direction: Ingress, Target: Target{Port: "tap-a"}, Protocol: ProtoTCP,
+		Ports: []PortRange{{8090, 8090}}, Action: ActionAllow})
+	last := uint64(0)
+	step := func(what string, q Policy, replace, merged bool) {
+		t.Helper()
+		first := last == 0
+		if _, err := e.apply(ctx, l.binding(), q, replace); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if !replace && !first && !log.last() {
+			t.Fatalf("%s: not applied incrementally", what)
+		}
+		ruleset := l.nftList()
+		if got := strings.Contains(ruleset, `comment "web-8080"`); got != merged {
+			t.Fatalf("%s: web-8080 in a run: %v, want %v:\n%s", what, got, merged, ruleset)
+		}
+		if got := counters(t, e)["web-8080"].Packets; got < last {
+			t.Fatalf("%s: web-8080 counted %d, %d before", what, got, last)
+		}
+		if c, err := l.dialTCP(w2, "10.0.1.11:8080"); err != nil || echo(c) != nil {
+			t.Fatalf("%s: allowed port: %v", what, err)
+		}
+		got := counters(t, e)["web-8080"].Packets
+		if got <= last {
+			t.Fatalf("%s: web-8080 counted %d after a connection, %d before: it stopped counting", what, got, last)
+		}
+		last = got
+	}
+	step("first apply", p, false, true)
+	p.Rules = slices.Clone(p.Rules)
+	p.Rules[0].Ports = []PortRange{{8080, 8080}, {8081, 8081}}
+	step("edit of the rule", p, false, true)
+	p.Rules[0].Log = true
+	step("out of the runs", p, false, false)
+	p.Rules[0].Log = false
+	step("back into the runs", p, false, true)
+	step("full replace", p, true, true)
 }

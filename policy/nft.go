@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	mbits "math/bits"
 	"net/netip"
 	"sort"
 	"strings"
@@ -35,8 +36,14 @@ type nftSet struct {
 	key      nftables.SetDatatype
 	data     *nftables.SetDatatype // maps only
 	interval bool
-	elems    []nftables.SetElement
-	text     []string
+	// concat sets hold a concatenation of fields per element (Key and
+	// KeyEnd, no interval end elements); counter sets count per element.
+	concat, counter bool
+	// run is the kind of a run set (see runs.go), whose elements' text
+	// is made from the elements when printed.
+	run   *runKind
+	elems []nftables.SetElement
+	text  []string
 }
 
 type nftChain struct {
@@ -309,29 +316,7 @@ type keySpan struct {
 // prefixSpans merges the prefixes of family f into disjoint, ascending
 // address intervals: the kernel never sees overlapping ones.
 func prefixSpans(f family, prefixes []netip.Prefix) []keySpan {
-	type span struct{ from, to netip.Addr }
-	var spans []span
-	for _, p := range prefixes {
-		if p.Addr().Is4() != (f == fam4) {
-			continue
-		}
-		p = p.Masked()
-		spans = append(spans, span{p.Addr(), lastAddr(p)})
-	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].from.Less(spans[j].from) })
-	var merged []span
-	for _, sp := range spans {
-		if n := len(merged); n > 0 {
-			last := &merged[n-1]
-			if next := last.to.Next(); !next.IsValid() || sp.from.Compare(next) <= 0 {
-				if sp.to.Compare(last.to) > 0 {
-					last.to = sp.to
-				}
-				continue
-			}
-		}
-		merged = append(merged, sp)
-	}
+	merged := addrSpans(f, prefixes)
 	out := make([]keySpan, len(merged))
 	for i, sp := range merged {
 		out[i] = keySpan{from: addrBytes(sp.from), to: addrBytes(sp.to), text: spanText(sp.from, sp.to)}
@@ -343,11 +328,12 @@ func spanText(from, to netip.Addr) string {
 	if from == to {
 		return from.String()
 	}
-	for bits := 0; bits <= from.BitLen(); bits++ {
-		p := netip.PrefixFrom(from, bits)
-		if p.Masked().Addr() == from && lastAddr(p) == to {
-			return p.String()
+	if mask, ok := prefixMask(addrBytes(from), addrBytes(to)); ok {
+		bits := 0
+		for _, m := range mask {
+			bits += mbits.OnesCount8(m)
 		}
+		return netip.PrefixFrom(from, bits).String()
 	}
 	return from.String() + "-" + to.String()
 }
@@ -364,18 +350,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // portSpans merges port ranges, adjacent ones included.
 func portSpans(ports []PortRange) []keySpan {
-	sorted := append([]PortRange(nil), ports...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].From < sorted[j].From })
-	var merged []PortRange
-	for _, p := range sorted {
-		if n := len(merged); n > 0 && uint32(p.From) <= uint32(merged[n-1].To)+1 {
-			if p.To > merged[n-1].To {
-				merged[n-1].To = p.To
-			}
-			continue
-		}
-		merged = append(merged, p)
-	}
+	merged := mergePorts(ports)
 	out := make([]keySpan, len(merged))
 	for i, p := range merged {
 		out[i] = keySpan{from: binaryutil.BigEndian.PutUint16(p.From), to: binaryutil.BigEndian.PutUint16(p.To), text: fmt.Sprint(p.From)}
@@ -468,6 +443,15 @@ func prefixMask(from, to []byte) ([]byte, bool) {
 
 func bit(b []byte, i int) byte { return b[i/8] >> (7 - i%8) & 1 }
 
+// sameElem reports whether two elements are the same, what they map to
+// and the rule they count for included.
+func sameElem(a, b nftables.SetElement) bool {
+	return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.KeyEnd, b.KeyEnd) && bytes.Equal(a.Val, b.Val) &&
+		a.IntervalEnd == b.IntervalEnd && a.Comment == b.Comment &&
+		(a.VerdictData == nil) == (b.VerdictData == nil) &&
+		(a.VerdictData == nil || a.VerdictData.Kind == b.VerdictData.Kind && a.VerdictData.Chain == b.VerdictData.Chain)
+}
+
 // verdictMap is a named map from keys to goto verdicts.
 func verdictMap(name string, key nftables.SetDatatype) *nftSet {
 	return &nftSet{name: name, key: key, data: &nftables.TypeVerdict}
@@ -511,8 +495,17 @@ func (t *nftTable) String() string {
 		if s.interval {
 			b.WriteString("\t\tflags interval\n")
 		}
-		if len(s.text) > 0 {
-			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(s.text, ",\n\t\t\t     "))
+		if s.counter {
+			b.WriteString("\t\tcounter\n")
+		}
+		text := s.text
+		if s.run != nil {
+			for _, e := range s.elems {
+				text = append(text, runElemText(*s.run, e))
+			}
+		}
+		if len(text) > 0 {
+			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(text, ",\n\t\t\t     "))
 		}
 		b.WriteString("\t}\n")
 	}

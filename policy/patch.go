@@ -2,15 +2,18 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+
+	"github.com/google/nftables"
 )
 
 // The engine's fast path for the common edit of a large policy: some
 // rules change what they match or do, and nothing else changes. Instead of
 // validating and compiling the whole policy, it checks the changed rules,
-// compiles only them and patches their kernel rules into a copy of the
-// ruleset in force. The patched ruleset is what Compile would make of the
+// compiles only their chains and patches those chains' kernel rules and
+// sets into a copy of the ruleset in force. The patched ruleset is what Compile would make of the
 // new policy; whatever the fast path cannot prove that for, it declines,
 // and the engine takes the full path.
 
@@ -158,32 +161,40 @@ type setPatch struct {
 }
 
 // rulePatch is what patchRules made: the new ruleset and how it differs
-// from the one it was made from.
+// from the one it was made from. A structural patch moves rules into or
+// out of runs, or makes or drops sets: it is applied as a change from the
+// old ruleset to rs (applyChanges), not through chains and sets.
 type rulePatch struct {
-	rs     *Ruleset
-	chains []chainPatch
-	sets   []setPatch
+	rs         *Ruleset
+	chains     []chainPatch
+	sets       []setPatch
+	structural bool
 }
 
-// patchRules returns rs with the kernel rules of the rules of p at idx
+// patchRules returns rs with the chains of the rules of p at idx
 // compiled anew, p differing from the policy rs was compiled from only in
 // those rules and not in their names, directions, targets and priorities
 // (see changedRules). rs is not changed. It returns an error when the
 // patch cannot reach what Compile would make of p: a changed rule marks
-// packets (marks are shared by the whole table), compiles to no kernel
-// rules before or after (the chain's layout may change), or changes which
-// named sets it has.
+// packets (marks are shared by the whole table), or a set changes type.
 func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, error) {
 	c := &compiler{
 		p:        p,
 		b:        b,
 		portSeg:  map[string]string{},
 		segments: map[string]SegmentBinding{},
-		rs:       &Ruleset{},
+		rs:       &Ruleset{runs: map[string][]string{}, spaces: map[string][]space{}},
 		inet:     &nftTable{family: rs.inet.family, name: rs.inet.name},
 		marks:    map[uint32]bool{},
 		qos:      map[string]PortQoS{},
 		ruleSets: map[string]bool{},
+		merged:   map[string]bool{},
+		groups:   maps.Clone(rs.groups),
+		prev:     rs,
+		changed:  map[string]bool{},
+	}
+	for _, i := range idx {
+		c.changed[p.Rules[i].Name] = true
 	}
 	for _, s := range b.Segments {
 		c.segments[s.Name] = s
@@ -197,12 +208,8 @@ func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, 
 		setAt[s.name] = i
 	}
 
-	type change struct {
-		from, to int // the rule's kernel rules in the old chain
-		rules    []*nftRule
-	}
-	byChain := map[int][]change{}
-	var sets []setPatch
+	// The chains to compile anew, each named by one of its changed rules.
+	byChain := map[int]Rule{}
 	for _, i := range idx {
 		r, o := p.Rules[i], old.Rules[i]
 		if r.DSCP != nil || r.Class != "" || o.DSCP != nil || o.Class != "" {
@@ -213,100 +220,171 @@ func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, 
 		if !ok {
 			return nil, fmt.Errorf("rule %s: chain %s not in the ruleset", r.Name, name)
 		}
-		ch := rs.inet.chains[ci]
-		from := slices.IndexFunc(ch.rules, func(x *nftRule) bool { return x.owner == r.Name })
-		if from < 0 {
-			return nil, fmt.Errorf("rule %s: no kernel rules in chain %s", r.Name, name)
-		}
-		to := from + 1
-		for to < len(ch.rules) && ch.rules[to].owner == r.Name {
-			to++
-		}
-		oldSets := len(c.inet.sets)
-		rules := c.rule(r)
-		if len(rules) == 0 {
-			return nil, fmt.Errorf("rule %s: compiles to no kernel rules", r.Name)
-		}
-		var before []string
-		for _, suffix := range []string{"v4", "v6", "ports", "icmp"} {
-			if _, ok := setAt[ruleSetName(o.Name, suffix)]; ok {
-				before = append(before, ruleSetName(o.Name, suffix))
-			}
-		}
-		added := c.inet.sets[oldSets:]
-		if len(added) != len(before) {
-			return nil, fmt.Errorf("rule %s: its named sets change", r.Name)
-		}
-		for _, s := range added {
-			j, ok := setAt[s.name]
-			if !ok || !slices.Contains(before, s.name) {
-				return nil, fmt.Errorf("rule %s: its named sets change", r.Name)
-			}
-			if !sameSetType(rs.inet.sets[j], s) {
-				return nil, fmt.Errorf("set %s changed type", s.name)
-			}
-			sets = append(sets, setPatch{old: rs.inet.sets[j], next: s})
-		}
-		byChain[ci] = append(byChain[ci], change{from: from, to: to, rules: rules})
+		byChain[ci] = r
 	}
 
 	inet := *rs.inet
 	inet.chains = slices.Clone(rs.inet.chains)
-	if len(sets) > 0 {
-		inet.sets = slices.Clone(rs.inet.sets)
-		for _, sp := range sets {
-			inet.sets[setAt[sp.next.name]] = sp.next
-		}
-	}
-	out := &rulePatch{sets: sets}
+	out := &rulePatch{}
+	var chains []string
+	chainRuleSets := map[string][]Rule{}
 	cis := make([]int, 0, len(byChain))
 	for ci := range byChain {
 		cis = append(cis, ci)
 	}
 	slices.Sort(cis)
 	for _, ci := range cis {
-		changes := byChain[ci]
-		slices.SortFunc(changes, func(a, b change) int { return a.from - b.from })
+		r := byChain[ci]
 		o := rs.inet.chains[ci]
-		nc := *o
-		nc.rules = make([]*nftRule, 0, len(o.rules))
-		cp := chainPatch{old: o, next: &nc}
-		at := 0
-		for _, ch := range changes {
-			nc.rules = append(nc.rules, o.rules[at:ch.from]...)
-			h := hunk{from: ch.from, to: ch.to, nfrom: len(nc.rules)}
-			nc.rules = append(nc.rules, ch.rules...)
-			h.nto = len(nc.rules)
-			// Kernel rules the edit left as they were stay.
-			for h.from < h.to && h.nfrom < h.nto && sameText(o.rules[h.from], nc.rules[h.nfrom]) {
-				h.from++
-				h.nfrom++
+		var rules []Rule
+		for _, x := range p.Rules {
+			if x.Direction == r.Direction && x.Target == r.Target {
+				rules = append(rules, x)
 			}
-			for h.from < h.to && h.nfrom < h.nto && sameText(o.rules[h.to-1], nc.rules[h.nto-1]) {
-				h.to--
-				h.nto--
-			}
-			if h.from < h.to || h.nfrom < h.nto {
-				// Adjacent hunks merge, so that each insert has a kept rule
-				// to go before.
-				if n := len(cp.hunks); n > 0 && cp.hunks[n-1].to == h.from {
-					cp.hunks[n-1].to, cp.hunks[n-1].nto = h.to, h.nto
-				} else {
-					cp.hunks = append(cp.hunks, h)
-				}
-			}
-			at = ch.to
 		}
-		nc.rules = append(nc.rules, o.rules[at:]...)
+		slices.SortStableFunc(rules, func(a, b Rule) int { return a.Priority - b.Priority })
+		for _, x := range rules {
+			delete(c.merged, x.Name)
+		}
+		made := len(c.inet.sets)
+		compiled := c.chainRules(o.name, r.Direction, rules)
+		chains = append(chains, o.name)
+		chainRuleSets[o.name] = rules
+		if !slices.Equal(c.rs.runs[o.name], rs.runs[o.name]) {
+			out.structural = true
+		}
+		for _, x := range rules {
+			if c.merged[x.Name] != rs.merged[x.Name] {
+				out.structural = true
+			}
+		}
+		owned := len(rs.runs[o.name])
+		for _, x := range o.rules {
+			if x.owner != "" {
+				owned++
+			}
+		}
+		for _, s := range c.inet.sets[made:] {
+			j, ok := setAt[s.name]
+			if !ok {
+				out.structural = true
+				continue
+			}
+			if !sameSetType(rs.inet.sets[j], s) {
+				return nil, fmt.Errorf("set %s changed type", s.name)
+			}
+			if !slices.EqualFunc(rs.inet.sets[j].elems, s.elems, sameElem) {
+				out.sets = append(out.sets, setPatch{old: rs.inet.sets[j], next: s})
+			}
+		}
+		nc := *o
+		nc.rules = append(compiled, o.rules[owned:]...)
+		h := hunk{to: len(o.rules), nto: len(nc.rules)}
+		for h.from < h.to && h.nfrom < h.nto && sameText(o.rules[h.from], nc.rules[h.nfrom]) {
+			h.from++
+			h.nfrom++
+		}
+		for h.from < h.to && h.nfrom < h.nto && sameText(o.rules[h.to-1], nc.rules[h.nto-1]) {
+			h.to--
+			h.nto--
+		}
+		// Kernel rules the edit left as they were stay, the old objects
+		// with them.
+		copy(nc.rules[:h.nfrom], o.rules[:h.from])
+		copy(nc.rules[h.nto:], o.rules[h.to:])
 		inet.chains[ci] = &nc
-		if len(cp.hunks) > 0 {
-			out.chains = append(out.chains, cp)
+		if h.from < h.to || h.nfrom < h.nto {
+			out.chains = append(out.chains, chainPatch{old: o, next: &nc, hunks: []hunk{h}})
+		}
+	}
+	// Sets a changed rule had of its own must still be made, and no
+	// other.
+	for _, i := range idx {
+		for _, suffix := range []string{"v4", "v6", "ports", "icmp"} {
+			name := ruleSetName(old.Rules[i].Name, suffix)
+			if _, had := setAt[name]; had != c.ruleSets[name] {
+				out.structural = true
+			}
+		}
+	}
+	if out.structural {
+		return rs.restructure(out, &inet, c, p, chains, chainRuleSets), nil
+	}
+	if len(out.sets) > 0 {
+		inet.sets = slices.Clone(rs.inet.sets)
+		for _, sp := range out.sets {
+			inet.sets[setAt[sp.next.name]] = sp.next
 		}
 	}
 	next := *rs
 	next.inet = &inet
+	next.spaces = rs.patchedSpaces(c, chains)
 	out.rs = &next
 	return out, nil
+}
+
+// patchedSpaces are rs's spaces with those of the chains c compiled anew.
+func (rs *Ruleset) patchedSpaces(c *compiler, chains []string) map[string][]space {
+	spaces := maps.Clone(rs.spaces)
+	for _, ch := range chains {
+		spaces[ch] = c.rs.spaces[ch]
+	}
+	return spaces
+}
+
+// restructure completes a structural patch: the sets of the chains
+// compiled anew replace theirs, and the named counters and the record of
+// merged rules and runs follow the rules that moved.
+func (rs *Ruleset) restructure(out *rulePatch, inet *nftTable, c *compiler, p Policy, chains []string, rules map[string][]Rule) *rulePatch {
+	drop := map[string]bool{}
+	merged := maps.Clone(rs.merged)
+	runs := maps.Clone(rs.runs)
+	for _, ch := range chains {
+		for _, name := range rs.runs[ch] {
+			drop[name] = true
+		}
+		for _, x := range rules[ch] {
+			for _, suffix := range []string{"v4", "v6", "ports", "icmp"} {
+				drop[ruleSetName(x.Name, suffix)] = true
+			}
+			if c.merged[x.Name] {
+				merged[x.Name] = true
+			} else {
+				delete(merged, x.Name)
+			}
+		}
+		if names := c.rs.runs[ch]; len(names) > 0 {
+			runs[ch] = names
+		} else {
+			delete(runs, ch)
+		}
+	}
+	inet.sets = nil
+	for _, s := range rs.inet.sets {
+		if !drop[s.name] {
+			inet.sets = append(inet.sets, s)
+		}
+	}
+	inet.sets = append(inet.sets, c.inet.sets...)
+	counters := map[string]*nftables.CounterObj{}
+	for _, o := range rs.inet.counters {
+		counters[o.Name] = o
+	}
+	inet.counters = nil
+	for _, r := range p.Rules {
+		if merged[r.Name] {
+			continue
+		}
+		o := counters[counterName(r.Name)]
+		if o == nil {
+			o = &nftables.CounterObj{Name: counterName(r.Name)}
+		}
+		inet.counters = append(inet.counters, o)
+	}
+	next := *rs
+	next.inet, next.merged, next.runs = inet, merged, runs
+	next.spaces = rs.patchedSpaces(c, chains)
+	return &rulePatch{rs: &next, structural: true}
 }
 
 // sameText reports whether two kernel rules are the same; the text says
