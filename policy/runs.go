@@ -26,15 +26,15 @@ import (
 //
 //	meta nfproto ipv4 ip saddr . meta l4proto . th dport @run_in_port_tap-a_v4_accept accept
 //
-// A rule is merged only when no earlier rule of its chain can match a
-// packet it matches. Runs come first in the chain, then the kernel rules
-// of the rules that are not merged, in priority order. That keeps every
-// packet's fate: a packet that a merged rule matches matches no earlier
-// rule, so the merged rule decides it, as in priority order; a packet
-// no merged rule matches meets the other rules in their order. No two
-// elements of the chain's runs overlap (neither rule would be earlier
-// than the other), so each packet is counted once, by the element of the
-// rule that decides it, as the rule's own kernel rule would count it.
+// A chain is evaluated level by level (see levels): a rule's level is 0
+// when no earlier rule of the chain can match a packet it matches, else
+// one more than the highest level of the earlier rules that can. Each
+// level has its runs, then the kernel rules of its other rules. Rules of
+// one level never overlap, and the rules a packet matches have rising
+// levels in priority order, so every packet meets first the rule that
+// decides it in priority order, and no element of a run overlaps
+// another: each packet is counted once, by the element of the rule that
+// decides it, as the rule's own kernel rule would count it.
 //
 // Each element carries its rule's name as its comment and a counter of
 // its own; a merged rule's count is the sum over its elements.
@@ -232,16 +232,22 @@ func mergePorts(ports []PortRange) []PortRange {
 	return merged
 }
 
-// overlapping reports for each space of a chain, in chain order,
-// whether an earlier one can match a packet it matches. TCP and UDP
+// levels gives each space of a chain, in chain order, its level: 0 when
+// no earlier space can match a packet it matches, else one more than the
+// highest level of those that can. Two spaces of one level never overlap
+// (the later would be a level higher), so a chain evaluated level by
+// level decides every packet by the rule priority order would: the rules
+// a packet matches have rising levels in priority order. TCP and UDP
 // spaces with ports are swept by port, so that a chain of a thousand
 // rules on distinct ports costs about as many tests, not half a million.
-func overlapping(sp []space) []bool {
-	hit := make([]bool, len(sp))
+func levels(sp []space) []int {
+	earlier := make([][]int, len(sp))
 	test := func(i, j int) {
-		later := max(i, j)
-		if i != j && !hit[later] && sp[i].overlaps(&sp[j]) {
-			hit[later] = true
+		if i > j {
+			i, j = j, i
+		}
+		if i != j && sp[i].overlaps(&sp[j]) {
+			earlier[j] = append(earlier[j], i)
 		}
 	}
 	type entry struct {
@@ -250,6 +256,7 @@ func overlapping(sp []space) []bool {
 	}
 	var tcp, udp []entry
 	var wide []int
+	isWide := make([]bool, len(sp))
 	for i, s := range sp {
 		switch {
 		case s.proto == ProtoTCP && s.ports != nil:
@@ -262,11 +269,15 @@ func overlapping(sp []space) []bool {
 			}
 		default:
 			wide = append(wide, i)
+			isWide[i] = true
 		}
 	}
 	for _, i := range wide {
 		for j := range sp {
-			test(i, j)
+			// A pair of wide spaces is tested once.
+			if !isWide[j] || j > i {
+				test(i, j)
+			}
 		}
 	}
 	for _, es := range [][]entry{tcp, udp} {
@@ -277,7 +288,13 @@ func overlapping(sp []space) []bool {
 			}
 		}
 	}
-	return hit
+	out := make([]int, len(sp))
+	for j, is := range earlier {
+		for _, i := range is {
+			out[j] = max(out[j], out[i]+1)
+		}
+	}
+	return out
 }
 
 // runKind is what makes rules share a run: the family they match (any
@@ -503,16 +520,17 @@ func runRule(k runKind, set string, dir Direction) *nftRule {
 
 // minRun is the fewest rules a run holds. A set costs the kernel more
 // than the kernel rule of one policy rule: a run of fewer is dissolved,
-// its rules keep their kernel rules. That keeps every packet's fate too:
-// a dissolved rule overlaps no earlier rule and no merged rule (the
-// later of two overlapping rules is never merged), so it decides its
-// packets from its place among the rules that are not merged.
+// its rules keep their kernel rules, at their level (see levels), which
+// keeps every packet's fate.
 var minRun = 2
 
 // chainRules compiles the rules of one chain (all of direction dir, in
-// priority order): the rules of its runs first, then the kernel rules of
-// the rules that are not merged. The runs' sets are added to the table
-// and recorded as the chain's.
+// priority order), level by level (see levels): the rules of the level's
+// runs first, then the kernel rules of the level's rules that are not
+// merged, in priority order. Within a level no two rules overlap, so
+// their order there does not matter, and no element of a run overlaps
+// another. The runs' sets are added to the table and recorded as the
+// chain's.
 func (c *compiler) chainRules(chain string, dir Direction, rules []Rule) []*nftRule {
 	spaces := make([]space, len(rules))
 	var prev []space
@@ -527,8 +545,9 @@ func (c *compiler) chainRules(chain string, dir Direction, rules []Rule) []*nftR
 		}
 	}
 	c.rs.spaces[chain] = spaces
-	hit := overlapping(spaces)
-	// The runs each candidate rule would go to; a rule whose runs are
+	level := levels(spaces)
+	top := slices.Max(append(level, 0))
+	// The runs each mergeable rule would go to; a rule whose runs are
 	// not all kept is not merged, which may leave another run short.
 	type member struct {
 		i     int
@@ -539,15 +558,19 @@ func (c *compiler) chainRules(chain string, dir Direction, rules []Rule) []*nftR
 	var members []member
 	size := map[string]int{}
 	for i, r := range rules {
-		if mergeable(r) && !hit[i] {
-			ks, spans := c.runKinds(r)
-			m := member{i: i, kinds: ks, spans: spans, names: make([]string, len(ks))}
-			for j, k := range ks {
-				m.names[j] = k.name(chain)
-				size[m.names[j]]++
-			}
-			members = append(members, m)
+		if !mergeable(r) {
+			continue
 		}
+		ks, spans := c.runKinds(r)
+		m := member{i: i, kinds: ks, spans: spans, names: make([]string, len(ks))}
+		for j, k := range ks {
+			m.names[j] = k.name(chain)
+			if level[i] > 0 {
+				m.names[j] += fmt.Sprintf("_%d", level[i])
+			}
+			size[m.names[j]]++
+		}
+		members = append(members, m)
 	}
 	merged := make([]bool, len(rules))
 	for _, m := range members {
@@ -567,6 +590,7 @@ func (c *compiler) chainRules(chain string, dir Direction, rules []Rule) []*nftR
 	}
 	runs := map[string]*nftSet{}
 	kinds := map[string]runKind{}
+	byLevel := make([][]string, top+1)
 	old := c.reusable(chain)
 	for _, m := range members {
 		if !merged[m.i] {
@@ -582,6 +606,7 @@ func (c *compiler) chainRules(chain string, dir Direction, rules []Rule) []*nftR
 					s.elems = make([]nftables.SetElement, 0, len(prev.elems)+4)
 				}
 				runs[name], kinds[name] = s, m.kinds[j]
+				byLevel[level[m.i]] = append(byLevel[level[m.i]], name)
 			}
 			if e, ok := old.elems[name][r.Name]; ok && !c.changed[r.Name] {
 				s.elems = append(s.elems, e...)
@@ -590,32 +615,30 @@ func (c *compiler) chainRules(chain string, dir Direction, rules []Rule) []*nftR
 			addRunElems(s, r, m.spans[j])
 		}
 	}
-	var out []*nftRule
-	for i, r := range rules {
-		if merged[i] {
-			continue
+	out := make([]*nftRule, 0, len(runs)+len(rules))
+	var names []string
+	for l, lnames := range byLevel {
+		sort.Strings(lnames)
+		for _, name := range lnames {
+			c.inet.sets = append(c.inet.sets, runs[name])
+			out = append(out, runRule(kinds[name], name, dir))
 		}
-		if x, ok := old.rules[r.Name]; ok && !c.changed[r.Name] && !old.ownSets[r.Name] {
-			out = append(out, x...)
-			continue
+		names = append(names, lnames...)
+		for i, r := range rules {
+			if merged[i] || level[i] != l {
+				continue
+			}
+			if x, ok := old.rules[r.Name]; ok && !c.changed[r.Name] && !old.ownSets[r.Name] {
+				out = append(out, x...)
+				continue
+			}
+			out = append(out, c.rule(r)...)
 		}
-		out = append(out, c.rule(r)...)
 	}
-	if len(runs) == 0 {
-		return out
+	if len(names) > 0 {
+		c.rs.runs[chain] = names
 	}
-	names := make([]string, 0, len(runs))
-	for name := range runs {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	head := make([]*nftRule, 0, len(names)+len(out))
-	for _, name := range names {
-		c.inet.sets = append(c.inet.sets, runs[name])
-		head = append(head, runRule(kinds[name], name, dir))
-	}
-	c.rs.runs[chain] = names
-	return append(head, out...)
+	return out
 }
 
 // reuse is what a patch takes over from the chain it compiles anew,

@@ -77,53 +77,62 @@ func (c *compiler) matches(r Rule, k packet) bool {
 	return in
 }
 
-// TestRunsKeepFirstMatch checks the rule that lets runs go first: for
-// random chains and every packet of their small space, the rule that
-// decides the packet in priority order is the one the compiled chain
-// finds, a merged rule being the only merged one that matches.
+// TestRunsKeepFirstMatch checks what lets a chain be evaluated level by
+// level with runs: for random chains and every packet of their small
+// space, the rule that decides the packet in priority order is the one
+// the compiled chain meets first (levels in order; in a level, the runs
+// and then the kernel rules), and it is the only rule of its level that
+// matches.
 func TestRunsKeepFirstMatch(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	var addrs []netip.Addr
 	for i := range 9 {
 		addrs = append(addrs, netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), netip.AddrFrom16([16]byte{0xfd, 15: byte(i)}))
 	}
-	merges := 0
+	merges, leveled := 0, 0
 	for round := range 300 {
 		p := randomChain(rng, 2+rng.IntN(14))
 		c := &compiler{p: p, rs: &Ruleset{runs: map[string][]string{}, spaces: map[string][]space{}}, inet: &nftTable{}, ruleSets: map[string]bool{}, merged: map[string]bool{}, marks: map[uint32]bool{}}
 		c.chainRules("in_port_tap-a", Ingress, p.Rules)
+		level := levels(c.rs.spaces["in_port_tap-a"])
 		merges += len(c.merged)
+		for i, r := range p.Rules {
+			if c.merged[r.Name] && level[i] > 0 {
+				leveled++
+			}
+		}
 		for _, a := range addrs {
 			for _, proto := range []Protocol{ProtoTCP, ProtoUDP, ProtoICMP, ProtoICMPv6, ProtoAny} {
 				for port := range uint16(16) {
 					k := packet{a, proto, port}
 					want := slices.IndexFunc(p.Rules, func(r Rule) bool { return c.matches(r, k) })
 					got := -1
-					for i, r := range p.Rules {
-						if c.merged[r.Name] && c.matches(r, k) {
+					for l := 0; l <= len(p.Rules) && got < 0; l++ {
+						for i, r := range p.Rules {
+							if level[i] != l || !c.matches(r, k) {
+								continue
+							}
 							if got >= 0 {
-								t.Fatalf("round %d: %+v matches merged rules %s and %s", round, k, p.Rules[got].Name, r.Name)
+								t.Fatalf("round %d: %+v matches rules %s and %s of level %d", round, k, p.Rules[got].Name, r.Name, l)
 							}
 							got = i
 						}
 					}
-					if got < 0 {
-						got = slices.IndexFunc(p.Rules, func(r Rule) bool { return !c.merged[r.Name] && c.matches(r, k) })
-					}
 					if got != want {
-						t.Fatalf("round %d: %+v is decided by rule %d in priority order, by %d with runs first\nrules: %+v\nmerged: %v", round, k, want, got, p.Rules, c.merged)
+						t.Fatalf("round %d: %+v is decided by rule %d in priority order, by %d level by level\nrules: %+v\nlevels: %v", round, k, want, got, p.Rules, level)
 					}
 				}
 			}
 		}
 	}
-	if merges == 0 {
-		t.Fatal("no rule merged: the test proves nothing")
+	if merges == 0 || leveled == 0 {
+		t.Fatalf("%d rules merged, %d of them above level 0: the test proves too little", merges, leveled)
 	}
 }
 
-// TestOverlappingSweep compares the port sweep with testing every pair.
-func TestOverlappingSweep(t *testing.T) {
+// TestLevelsSweep compares the port sweep of levels with testing every
+// pair.
+func TestLevelsSweep(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 5))
 	for range 300 {
 		p := randomChain(rng, 2+rng.IntN(30))
@@ -132,15 +141,17 @@ func TestOverlappingSweep(t *testing.T) {
 		for i, r := range p.Rules {
 			sp[i] = c.space(r)
 		}
-		got := overlapping(sp)
+		got := levels(sp)
+		want := make([]int, len(sp))
 		for j := range sp {
-			want := false
 			for i := range j {
-				want = want || sp[i].overlaps(&sp[j])
+				if sp[i].overlaps(&sp[j]) {
+					want[j] = max(want[j], want[i]+1)
+				}
 			}
-			if got[j] != want {
-				t.Fatalf("rule %d of %+v: overlapping %v, every pair says %v", j, p.Rules, got[j], want)
-			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("levels of %+v: %v, every pair says %v", p.Rules, got, want)
 		}
 	}
 }
