@@ -76,6 +76,7 @@ type Ruleset struct {
 	// groups the address groups' intervals: kept for patches (see
 	// chainRules).
 	spaces map[string][]space
+	levels map[string][]int
 	groups map[string][2][]addrSpan
 }
 
@@ -132,7 +133,7 @@ func Compile(p Policy, b Binding, addrs map[string][]netip.Addr) (*Ruleset, erro
 		b:        b,
 		addrs:    addrs,
 		portSeg:  map[string]string{},
-		rs:       &Ruleset{Tenant: p.Tenant, Rules: len(p.Rules), dispatch: map[string]portDispatch{}, runs: map[string][]string{}, spaces: map[string][]space{}},
+		rs:       &Ruleset{Tenant: p.Tenant, Rules: len(p.Rules), dispatch: map[string]portDispatch{}, runs: map[string][]string{}, spaces: map[string][]space{}, levels: map[string][]int{}},
 		inet:     &nftTable{family: nftables.TableFamilyINet, name: TableName},
 		bridge:   &nftTable{family: nftables.TableFamilyBridge, name: TableName},
 		segments: map[string]SegmentBinding{},

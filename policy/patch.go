@@ -183,7 +183,7 @@ func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, 
 		b:        b,
 		portSeg:  map[string]string{},
 		segments: map[string]SegmentBinding{},
-		rs:       &Ruleset{runs: map[string][]string{}, spaces: map[string][]space{}},
+		rs:       &Ruleset{runs: map[string][]string{}, spaces: map[string][]space{}, levels: map[string][]int{}},
 		inet:     &nftTable{family: rs.inet.family, name: rs.inet.name},
 		marks:    map[uint32]bool{},
 		qos:      map[string]PortQoS{},
@@ -206,6 +206,12 @@ func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, 
 	setAt := map[string]int{}
 	for i, s := range rs.inet.sets {
 		setAt[s.name] = i
+	}
+
+	if len(idx) == 1 {
+		if rp, ok := rs.editInPlace(c, setAt, p.Rules[idx[0]], old.Rules[idx[0]]); ok {
+			return rp, nil
+		}
 	}
 
 	// The chains to compile anew, each named by one of its changed rules.
@@ -318,18 +324,104 @@ func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, 
 	}
 	next := *rs
 	next.inet = &inet
-	next.spaces = rs.patchedSpaces(c, chains)
+	next.spaces, next.levels = rs.patchedSpaces(c, chains)
 	out.rs = &next
 	return out, nil
 }
 
-// patchedSpaces are rs's spaces with those of the chains c compiled anew.
-func (rs *Ruleset) patchedSpaces(c *compiler, chains []string) map[string][]space {
-	spaces := maps.Clone(rs.spaces)
+// patchedSpaces are rs's spaces and levels with those of the chains c
+// compiled anew.
+func (rs *Ruleset) patchedSpaces(c *compiler, chains []string) (map[string][]space, map[string][]int) {
+	spaces, levels := maps.Clone(rs.spaces), maps.Clone(rs.levels)
 	for _, ch := range chains {
-		spaces[ch] = c.rs.spaces[ch]
+		spaces[ch], levels[ch] = c.rs.spaces[ch], c.rs.levels[ch]
 	}
-	return spaces
+	return spaces, levels
+}
+
+// editInPlace is patchRules' shortcut for the edit of one merged rule r
+// (o before) that leaves every rule of its chain at its level and r in
+// runs that exist, none of them left short: then no rule moves into or
+// out of a run and no run comes or goes, and the edit is r's elements,
+// taken out of its old runs and put into its new ones in chain order.
+func (rs *Ruleset) editInPlace(c *compiler, setAt map[string]int, r, o Rule) (*rulePatch, bool) {
+	if !rs.merged[o.Name] || !mergeable(r) {
+		return nil, false
+	}
+	chain := ruleChain(r)
+	sp, lv := rs.spaces[chain], rs.levels[chain]
+	at := slices.IndexFunc(sp, func(s space) bool { return s.rule == o.Name })
+	if at < 0 || len(lv) != len(sp) {
+		return nil, false
+	}
+	spaces := slices.Clone(sp)
+	spaces[at] = c.space(r)
+	if !slices.Equal(levels(spaces), lv) {
+		return nil, false
+	}
+	suffix := levelSuffix(lv[at])
+	was, _ := c.runKinds(o)
+	kinds, spans := c.runKinds(r)
+	fresh := map[string][]nftables.SetElement{}
+	for j, k := range kinds {
+		name := k.name(chain) + suffix
+		if _, ok := setAt[name]; !ok {
+			return nil, false
+		}
+		s := runSet(name, k)
+		addRunElems(s, r, spans[j])
+		fresh[name] = s.elems
+	}
+	for _, k := range was {
+		name := k.name(chain) + suffix
+		i, ok := setAt[name]
+		if !ok {
+			return nil, false
+		}
+		if _, stays := fresh[name]; !stays {
+			if runRules(rs.inet.sets[i])-1 < minRun {
+				return nil, false
+			}
+			fresh[name] = nil
+		}
+	}
+	// Where r's elements go in a run: after those of the rules before it
+	// in the chain.
+	index := make(map[string]int, len(sp))
+	for i, x := range sp {
+		index[x.rule] = i
+	}
+	inet := *rs.inet
+	inet.sets = slices.Clone(rs.inet.sets)
+	out := &rulePatch{}
+	names := slices.Sorted(maps.Keys(fresh))
+	for _, name := range names {
+		i := setAt[name]
+		s := rs.inet.sets[i]
+		ns := *s
+		ns.elems = make([]nftables.SetElement, 0, len(s.elems)+len(fresh[name]))
+		placed := false
+		for _, e := range s.elems {
+			if e.Comment == o.Name {
+				continue
+			}
+			if !placed && index[e.Comment] > at {
+				ns.elems, placed = append(ns.elems, fresh[name]...), true
+			}
+			ns.elems = append(ns.elems, e)
+		}
+		if !placed {
+			ns.elems = append(ns.elems, fresh[name]...)
+		}
+		inet.sets[i] = &ns
+		out.sets = append(out.sets, setPatch{old: s, next: &ns})
+	}
+	all := maps.Clone(rs.spaces)
+	all[chain] = spaces
+	nrs := *rs
+	nrs.inet, nrs.spaces = &inet, all
+	out.rs = &nrs
+	return out, true
 }
 
 // restructure completes a structural patch: the sets of the chains
@@ -383,8 +475,19 @@ func (rs *Ruleset) restructure(out *rulePatch, inet *nftTable, c *compiler, p Po
 	}
 	next := *rs
 	next.inet, next.merged, next.runs = inet, merged, runs
-	next.spaces = rs.patchedSpaces(c, chains)
+	next.spaces, next.levels = rs.patchedSpaces(c, chains)
 	return &rulePatch{rs: &next, structural: true}
+}
+
+// runRules counts the rules a run holds: their elements are adjacent.
+func runRules(s *nftSet) int {
+	n := 0
+	for i, e := range s.elems {
+		if i == 0 || e.Comment != s.elems[i-1].Comment {
+			n++
+		}
+	}
+	return n
 }
 
 // sameText reports whether two kernel rules are the same; the text says

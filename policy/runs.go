@@ -103,6 +103,7 @@ func mergeSpans(spans []addrSpan) []addrSpan {
 // space is what a rule can match, as far as telling whether two rules
 // can match the same packet goes. nil lists match everything.
 type space struct {
+	rule   string
 	proto  Protocol
 	ports  []PortRange // merged, ascending
 	icmp   []keySpan
@@ -112,7 +113,7 @@ type space struct {
 
 // space returns the packets r can match.
 func (c *compiler) space(r Rule) space {
-	s := space{proto: r.Protocol}
+	s := space{rule: r.Name, proto: r.Protocol}
 	if len(r.Ports) > 0 {
 		s.ports = mergePorts(r.Ports)
 	}
@@ -518,6 +519,14 @@ func runRule(k runKind, set string, dir Direction) *nftRule {
 	return r.rejectICMPX(unix.NFT_REJECT_ICMPX_PORT_UNREACH, "port-unreachable")
 }
 
+// levelSuffix ends the names of the runs of a level above 0.
+func levelSuffix(l int) string {
+	if l == 0 {
+		return ""
+	}
+	return fmt.Sprintf("_%d", l)
+}
+
 // minRun is the fewest rules a run holds. A set costs the kernel more
 // than the kernel rule of one policy rule: a run of fewer is dissolved,
 // its rules keep their kernel rules, at their level (see levels), which
@@ -546,6 +555,7 @@ func (c *compiler) chainRules(chain string, dir Direction, rules []Rule) []*nftR
 	}
 	c.rs.spaces[chain] = spaces
 	level := levels(spaces)
+	c.rs.levels[chain] = level
 	top := slices.Max(append(level, 0))
 	// The runs each mergeable rule would go to; a rule whose runs are
 	// not all kept is not merged, which may leave another run short.
@@ -564,10 +574,7 @@ func (c *compiler) chainRules(chain string, dir Direction, rules []Rule) []*nftR
 		ks, spans := c.runKinds(r)
 		m := member{i: i, kinds: ks, spans: spans, names: make([]string, len(ks))}
 		for j, k := range ks {
-			m.names[j] = k.name(chain)
-			if level[i] > 0 {
-				m.names[j] += fmt.Sprintf("_%d", level[i])
-			}
+			m.names[j] = k.name(chain) + levelSuffix(level[i])
 			size[m.names[j]]++
 		}
 		members = append(members, m)

@@ -92,7 +92,7 @@ func TestRunsKeepFirstMatch(t *testing.T) {
 	merges, leveled := 0, 0
 	for round := range 300 {
 		p := randomChain(rng, 2+rng.IntN(14))
-		c := &compiler{p: p, rs: &Ruleset{runs: map[string][]string{}, spaces: map[string][]space{}}, inet: &nftTable{}, ruleSets: map[string]bool{}, merged: map[string]bool{}, marks: map[uint32]bool{}}
+		c := &compiler{p: p, rs: &Ruleset{runs: map[string][]string{}, spaces: map[string][]space{}, levels: map[string][]int{}}, inet: &nftTable{}, ruleSets: map[string]bool{}, merged: map[string]bool{}, marks: map[uint32]bool{}}
 		c.chainRules("in_port_tap-a", Ingress, p.Rules)
 		level := levels(c.rs.spaces["in_port_tap-a"])
 		merges += len(c.merged)
