@@ -1,10 +1,13 @@
 package policy
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 
 	"github.com/google/nftables"
+	mnl "github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // A rule's count lives in one of two places: the named counter of a rule
@@ -106,9 +109,9 @@ func runPairs(old, next *nftTable) []runPair {
 
 // countsGone reads what the counters of a change drop hold: the named
 // counters of old that next has no more, and the run elements that a
-// pair's next deletes or that go with their set. Nothing is read when
-// nothing goes.
-func countsGone(c *nftables.Conn, old, next []*nftables.CounterObj, runs []runPair) (map[string]counts, error) {
+// pair's next deletes (asked for by key, in namespace ns) or that go with
+// their set. Nothing is read when nothing goes.
+func countsGone(c *nftables.Conn, ns int, old, next []*nftables.CounterObj, runs []runPair) (map[string]counts, error) {
 	gone := map[string]counts{}
 	keep := map[string]bool{}
 	for _, o := range next {
@@ -129,29 +132,146 @@ func countsGone(c *nftables.Conn, old, next []*nftables.CounterObj, runs []runPa
 		}
 		break
 	}
-	elemKey := func(e nftables.SetElement) string { return string(e.Key) + "/" + string(e.KeyEnd) }
 	for _, p := range runs {
 		if p.old == p.next {
 			continue // the same object: unchanged
 		}
-		var del map[string]bool
-		if p.next != nil {
-			_, dels := elemChanges(p.old, p.next)
-			if len(dels) == 0 {
-				continue
-			}
-			del = map[string]bool{}
-			for _, e := range dels {
-				del[elemKey(e)] = true
-			}
+		var got map[string]counts
+		var err error
+		if p.next == nil {
+			got, err = readRunCounts(c, []*nftSet{p.old}, nil)
+		} else if _, dels := elemChanges(p.old, p.next); len(dels) > 0 {
+			got, err = elemCounts(ns, p.old.name, dels)
 		}
-		got, err := readRunCounts(c, []*nftSet{p.old}, func(e nftables.SetElement) bool { return del == nil || del[elemKey(e)] })
 		if err != nil {
 			return nil, err
 		}
 		fold(gone, got)
 	}
 	return gone, nil
+}
+
+// elemCounts reads the counters of some elements of the run set of the
+// inet table in namespace ns by key, and sums them by the elements' rules
+// (their Comment): the kernel answers with those elements, not the whole
+// set. It asks on a socket of its own, which has no answers pending.
+func elemCounts(ns int, set string, elems []nftables.SetElement) (map[string]counts, error) {
+	rule := map[string]string{}
+	ae := mnl.NewAttributeEncoder()
+	for i, e := range elems {
+		rule[string(e.Key)] = e.Comment
+		ae.Nested(uint16(i+1)|unix.NLA_F_NESTED, func(ae *mnl.AttributeEncoder) error {
+			ae.Nested(unix.NFTA_SET_ELEM_KEY|unix.NLA_F_NESTED, func(ae *mnl.AttributeEncoder) error {
+				ae.Bytes(unix.NFTA_DATA_VALUE, e.Key)
+				return nil
+			})
+			ae.Nested(nftables.NFTA_SET_ELEM_KEY_END|unix.NLA_F_NESTED, func(ae *mnl.AttributeEncoder) error {
+				ae.Bytes(unix.NFTA_DATA_VALUE, e.KeyEnd)
+				return nil
+			})
+			return nil
+		})
+	}
+	list, err := ae.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("set %s: encode element request: %w", set, err)
+	}
+	data, err := mnl.MarshalAttributes([]mnl.Attribute{
+		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(TableName + "\x00")},
+		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(set + "\x00")},
+		{Type: unix.NFTA_SET_ELEM_LIST_ELEMENTS | unix.NLA_F_NESTED, Data: list},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set %s: encode element request: %w", set, err)
+	}
+	nl, err := mnl.Dial(unix.NETLINK_NETFILTER, &mnl.Config{NetNS: ns})
+	if err != nil {
+		return nil, fmt.Errorf("set %s: netfilter netlink socket: %w", set, err)
+	}
+	defer nl.Close()
+	msgs, err := nl.Execute(mnl.Message{
+		Header: mnl.Header{Type: mnl.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSETELEM), Flags: mnl.Request | mnl.Acknowledge},
+		Data:   append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, data...),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set %s: read element counters: %w", set, err)
+	}
+	out := map[string]counts{}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		if err := decodeElemCounts(m.Data[4:], rule, out); err != nil {
+			return nil, fmt.Errorf("set %s: %w", set, err)
+		}
+	}
+	return out, nil
+}
+
+// decodeElemCounts adds the counters of the elements of a NEWSETELEM
+// message to out, by the rule of each element's key.
+func decodeElemCounts(b []byte, rule map[string]string, out map[string]counts) error {
+	nested := func(b []byte, f func(ad *mnl.AttributeDecoder)) error {
+		ad, err := mnl.NewAttributeDecoder(b)
+		if err != nil {
+			return err
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			f(ad)
+		}
+		return ad.Err()
+	}
+	return nested(b, func(ad *mnl.AttributeDecoder) {
+		if ad.Type() != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+			return
+		}
+		ad.Nested(func(list *mnl.AttributeDecoder) error {
+			for list.Next() {
+				var key []byte
+				var c counts
+				list.Nested(func(el *mnl.AttributeDecoder) error {
+					for el.Next() {
+						switch el.Type() {
+						case unix.NFTA_SET_ELEM_KEY:
+							el.Nested(func(d *mnl.AttributeDecoder) error {
+								for d.Next() {
+									if d.Type() == unix.NFTA_DATA_VALUE {
+										key = d.Bytes()
+									}
+								}
+								return nil
+							})
+						case unix.NFTA_SET_ELEM_EXPR:
+							el.Nested(func(x *mnl.AttributeDecoder) error {
+								for x.Next() {
+									if x.Type() == unix.NFTA_EXPR_DATA {
+										x.Nested(func(d *mnl.AttributeDecoder) error {
+											for d.Next() {
+												switch d.Type() {
+												case unix.NFTA_COUNTER_PACKETS:
+													c.packets = d.Uint64()
+												case unix.NFTA_COUNTER_BYTES:
+													c.bytes = d.Uint64()
+												}
+											}
+											return nil
+										})
+									}
+								}
+								return nil
+							})
+						}
+					}
+					return nil
+				})
+				if r, ok := rule[string(key)]; ok {
+					out[r] = out[r].plus(c)
+				}
+			}
+			return nil
+		})
+	})
 }
 
 // rules returns the names of the rules rs counts for.
