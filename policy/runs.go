@@ -572,6 +572,9 @@ func (c *compiler) chainRules(chain string, dir Direction, rules []Rule) []*nftR
 			continue
 		}
 		ks, spans := c.runKinds(r)
+		if len(ks) == 0 {
+			continue // matches nothing (ICMPv6 from IPv4 only): no elements to count in
+		}
 		m := member{i: i, kinds: ks, spans: spans, names: make([]string, len(ks))}
 		for j, k := range ks {
 			m.names[j] = k.name(chain) + levelSuffix(level[i])

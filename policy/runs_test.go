@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -152,6 +153,35 @@ func TestLevelsSweep(t *testing.T) {
 		}
 		if !slices.Equal(got, want) {
 			t.Fatalf("levels of %+v: %v, every pair says %v", p.Rules, got, want)
+		}
+	}
+}
+
+// TestEveryRuleCounts checks that every rule has a count to read: a
+// named counter or elements, a rule that matches nothing included.
+func TestEveryRuleCounts(t *testing.T) {
+	p := runsPolicy()
+	p.Rules = append(p.Rules,
+		Rule{Name: "ping6-from-v4", Priority: 20, Direction: Ingress, Target: Target{Port: "tap-a"}, Protocol: ProtoICMPv6,
+			ICMPTypes: []uint8{128}, Remote: Remote{Prefixes: []netip.Prefix{pfx("192.0.2.0/24")}}, Action: ActionAllow},
+		Rule{Name: "ping6-from-v4-too", Priority: 21, Direction: Ingress, Target: Target{Port: "tap-a"}, Protocol: ProtoICMPv6,
+			ICMPTypes: []uint8{129}, Remote: Remote{Prefixes: []netip.Prefix{pfx("192.0.2.0/24")}}, Action: ActionAllow})
+	rs, err := Compile(p, testBinding(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, o := range rs.inet.counters {
+		have[strings.TrimPrefix(o.Name, counterPre)] = true
+	}
+	for _, set := range rs.inet.runSets() {
+		for _, e := range set.elems {
+			have[e.Comment] = true
+		}
+	}
+	for _, r := range p.Rules {
+		if !have[r.Name] {
+			t.Errorf("rule %s has neither a named counter nor run elements", r.Name)
 		}
 	}
 }
