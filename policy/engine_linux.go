@@ -67,6 +67,8 @@ type tenantState struct {
 	// base is what counters gone from the kernel had counted, by rule
 	// (see counts_linux.go).
 	base map[string]counts
+	// qosDone says the last apply's QoS went through.
+	qosDone bool
 }
 
 func (t *tenantState) readHandles(tbl *nftables.Table, chain string) ([]uint64, error) {
@@ -237,15 +239,21 @@ func (e *Nftables) apply(ctx context.Context, b Binding, p Policy, replace bool)
 	if !incremental {
 		e.learnHandlesLater(t, rs)
 	}
-	return e.finish(t, p, start, incremental)
+	return e.finish(t, p, start, incremental, false)
 }
 
 // finish shapes the ports of an applied policy and reports the apply.
-func (e *Nftables) finish(t *tenantState, p Policy, start time.Time, incremental bool) (Applied, error) {
+// An edit of rules alone (sameQoS) leaves QoS as the last apply made it,
+// unless that apply failed to: drift of tc by hand is Repair's.
+func (e *Nftables) finish(t *tenantState, p Policy, start time.Time, incremental, sameQoS bool) (Applied, error) {
 	applied := Applied{Tenant: t.binding.Tenant, Rules: len(p.Rules), Commit: t.commit}
-	if err := applyQoS(t.h, p.QoS); err != nil {
-		applied.Duration = time.Since(start)
-		return applied, fmt.Errorf("tenant %s: ruleset applied but qos failed: %w", t.binding.Tenant, err)
+	if !sameQoS || !t.qosDone {
+		t.qosDone = false
+		if err := applyQoS(t.h, p.QoS); err != nil {
+			applied.Duration = time.Since(start)
+			return applied, fmt.Errorf("tenant %s: ruleset applied but qos failed: %w", t.binding.Tenant, err)
+		}
+		t.qosDone = true
 	}
 	applied.Duration = time.Since(start)
 	e.log.Debug("policy applied", "tenant", t.binding.Tenant, "rules", applied.Rules, "incremental", incremental, "duration", applied.Duration, "commit", applied.Commit)
@@ -288,7 +296,7 @@ func (e *Nftables) applyRuleEdits(t *tenantState, b Binding, p Policy, start tim
 		}
 	}
 	t.binding, t.rs = b, rs
-	applied, err := e.finish(t, p, start, true)
+	applied, err := e.finish(t, p, start, true, true)
 	return applied, true, err
 }
 

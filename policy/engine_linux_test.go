@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -156,5 +157,33 @@ func TestPrivilegedFilter(t *testing.T) {
 	}
 	if _, err := l.dialTCP(w2, "10.0.1.11:7070"); err != nil {
 		t.Errorf("after remove everything passes: %v", err)
+	}
+}
+
+// TestPrivilegedRuleEditRetriesQoS: an edit of rules alone leaves QoS as
+// the last apply made it, but one whose QoS failed is tried again.
+func TestPrivilegedRuleEditRetriesQoS(t *testing.T) {
+	l := newLab(t)
+	e, log := newLoggedEngine(t)
+	ctx := context.Background()
+	// A root qdisc that is not evpnd's: QoS on tap-b fails until it goes.
+	run(t, "ip", "netns", "exec", l.tenant, "tc", "qdisc", "add", "dev", "tap-b", "root", "handle", "10:", "tbf", "rate", "1mbit", "burst", "10kb", "latency", "50ms")
+	p := filterPolicy()
+	p.QoS = []PortQoS{{Port: "tap-b", EgressRate: 10e6}}
+	if _, err := e.Apply(ctx, l.binding(), p); err == nil || !strings.Contains(err.Error(), "qos failed") {
+		t.Fatalf("apply with a foreign qdisc on tap-b: want a qos error, got %v", err)
+	}
+	run(t, "ip", "netns", "exec", l.tenant, "tc", "qdisc", "del", "dev", "tap-b", "root")
+	p.Rules = append([]Rule(nil), p.Rules...)
+	p.Rules[0].Ports = []PortRange{{8088, 8088}}
+	if _, err := e.Apply(ctx, l.binding(), p); err != nil {
+		t.Fatalf("rule edit: %v", err)
+	}
+	if !log.last() {
+		t.Fatal("rule edit was not applied incrementally")
+	}
+	out, err := exec.Command("ip", "netns", "exec", l.tenant, "tc", "qdisc", "show", "dev", "tap-b").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "htb") {
+		t.Fatalf("tap-b after a rule edit that follows a failed qos: %v\n%s", err, out)
 	}
 }
