@@ -11,8 +11,10 @@ import (
 
 // Repair re-applies the policy of every tenant whose evpnd tables were
 // deleted or changed behind evpnd's back (a chain or a rule added or
-// removed), and returns the tenants it repaired, sorted. Only evpnd's own
-// tables are read and replaced; nothing else in the namespace is touched.
+// removed), and the QoS of every tenant whose ports' qdiscs and classes
+// were (rule edits do not read tc back), and returns the tenants it
+// repaired, sorted. Only evpnd's own tables and its ports' tc state are
+// read and changed; nothing else in the namespace is touched.
 func (e *Nftables) Repair(ctx context.Context) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -24,6 +26,7 @@ func (e *Nftables) Repair(ctx context.Context) ([]string, error) {
 	var (
 		jobs []job
 		errs []error
+		qos  []string
 	)
 	e.mu.Lock()
 	for name, t := range e.tenants {
@@ -34,10 +37,17 @@ func (e *Nftables) Repair(ctx context.Context) ([]string, error) {
 		}
 		if !ok {
 			jobs = append(jobs, job{t.snap.b, t.snap.p})
+			continue
+		}
+		if fixed, err := repairQoS(t); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: repair qos: %w", name, err))
+		} else if fixed {
+			e.log.Warn("policy qos was changed outside evpnd; re-applied", "tenant", name)
+			qos = append(qos, name)
 		}
 	}
 	e.mu.Unlock()
-	var repaired []string
+	repaired := qos
 	for _, j := range jobs {
 		// Drifted tables are replaced whole: what the engine knows of
 		// them no longer holds.
@@ -50,6 +60,21 @@ func (e *Nftables) Repair(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(repaired)
 	return repaired, errors.Join(errs...)
+}
+
+// repairQoS brings t's ports' tc state back to its policy's QoS, and
+// reports whether anything had to change.
+func repairQoS(t *tenantState) (bool, error) {
+	if t.snap == nil {
+		return false, nil
+	}
+	// What cannot be planned (a port not there yet) the apply reported;
+	// it is not repeated every pass.
+	ops, err := planQoS(t.h, t.snap.p.QoS)
+	if len(ops) == 0 {
+		return false, nil
+	}
+	return true, errors.Join(err, execQoS(t.h, ops))
 }
 
 // intact reports whether t's tables hold exactly the chains, and per chain
