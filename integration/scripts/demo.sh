@@ -107,8 +107,8 @@ wait
 grep -m1 'Accepted connection from' "$log2"
 say "QoS: w3 -> w2:5202, shaped by HTB on tap-w2 to 20 Mbit/s"
 p w3 iperf3 -c 172.31.1.2 -p 5202 -t 3 -f m | tail -4 | head -2
-say "rule counters on host1 (nft list counters in the tenant namespace)"
-p host1-blue nft list counters | grep -A1 'counter rule_\(http-in\|ssh-in\)' | tr -s ' \t' ' '
+say "rule counters on host1 (evpnctl policy counters)"
+bin/evpnctl --socket "$run2/host1/evpnd.sock" policy counters --tenant blue
 
 cat <<MSG
 
