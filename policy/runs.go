@@ -39,8 +39,11 @@ import (
 // Each element carries its rule's name as its comment and a counter of
 // its own; a merged rule's count is the sum over its elements.
 
-// runPre starts the name of every run set.
-const runPre = "run_"
+// RunPrefix starts the name of every run set, by which tools reading a
+// ruleset back tell runs from other sets.
+const RunPrefix = "run_"
+
+const runPre = RunPrefix
 
 // mergeable reports whether r may be held as run elements, whatever
 // the other rules of its chain are.

@@ -93,6 +93,9 @@ type Scale struct {
 	// NftRules is the number of rules in evpnd's nftables tables after
 	// the apply, read back from the kernel.
 	NftRules int `json:"nft_rules"`
+	// NftElements is the number of elements of evpnd's run sets then:
+	// rules held as set elements (see policy.RunPrefix).
+	NftElements int `json:"nft_run_elements"`
 	// Compile is policy.Compile alone; Apply is Engine.Apply of the policy
 	// into a namespace without evpnd tables (validate, compile, one
 	// batch, kernel commit).
@@ -366,6 +369,9 @@ func runScale(ctx context.Context, n int, opts Options) (sc Scale, err error) {
 	if sc.NftRules, err = countRules(l.tenant.ns); err != nil {
 		return sc, err
 	}
+	if sc.NftElements, err = countRunElements(l.tenant.ns); err != nil {
+		return sc, err
+	}
 	// P3: each repeat changes a different rule; the last change is undone
 	// by the next one's fresh copy of p.
 	for i := range opts.Repeats {
@@ -384,8 +390,8 @@ func runScale(ctx context.Context, n int, opts Options) (sc Scale, err error) {
 	}
 	sc.Compile, sc.Apply, sc.Change = median(compiles), median(applies), median(changes)
 	sc.ApplyCommit, sc.ChangeCommit = median(applyCommits), median(changeCommits)
-	opts.Logf("policy bench: %d rules: %d nftables rules, compile %v, apply %v (kernel commit %v), one-rule change %v (kernel commit %v)",
-		n, sc.NftRules, sc.Compile.Round(time.Microsecond), sc.Apply.Round(time.Microsecond), sc.ApplyCommit.Round(time.Microsecond),
+	opts.Logf("policy bench: %d rules: %d nftables rules and %d run elements, compile %v, apply %v (kernel commit %v), one-rule change %v (kernel commit %v)",
+		n, sc.NftRules, sc.NftElements, sc.Compile.Round(time.Microsecond), sc.Apply.Round(time.Microsecond), sc.ApplyCommit.Round(time.Microsecond),
 		sc.Change.Round(time.Microsecond), sc.ChangeCommit.Round(time.Microsecond))
 	return sc, nil
 }

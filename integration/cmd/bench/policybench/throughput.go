@@ -160,3 +160,29 @@ func countRules(ns netns.NsHandle) (int, error) {
 	}
 	return n, nil
 }
+
+// countRunElements counts the elements of the runs of evpnd's inet table
+// in namespace ns (see policy.RunPrefix): the rules the kernel holds as
+// set elements rather than as rules, one per address and port span.
+func countRunElements(ns netns.NsHandle) (int, error) {
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		return 0, fmt.Errorf("nftables connection: %w", err)
+	}
+	sets, err := c.GetSets(&nftables.Table{Family: nftables.TableFamilyINet, Name: policy.TableName})
+	if err != nil {
+		return 0, fmt.Errorf("list sets: %w", err)
+	}
+	n := 0
+	for _, s := range sets {
+		if !strings.HasPrefix(s.Name, policy.RunPrefix) {
+			continue
+		}
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			return 0, fmt.Errorf("set %s: %w", s.Name, err)
+		}
+		n += len(elems)
+	}
+	return n, nil
+}
