@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -117,10 +118,7 @@ func countsGone(c *nftables.Conn, ns int, old, next []*nftables.CounterObj, runs
 	for _, o := range next {
 		keep[o.Name] = true
 	}
-	for _, o := range old {
-		if keep[o.Name] {
-			continue
-		}
+	if slices.ContainsFunc(old, func(o *nftables.CounterObj) bool { return !keep[o.Name] }) {
 		objs, err := readCounters(c)
 		if err != nil {
 			return nil, err
@@ -130,7 +128,6 @@ func countsGone(c *nftables.Conn, ns int, old, next []*nftables.CounterObj, runs
 				gone[strings.TrimPrefix(name, counterPre)] = counts{o.Packets, o.Bytes}
 			}
 		}
-		break
 	}
 	for _, p := range runs {
 		if p.old == p.next {

@@ -262,12 +262,10 @@ func sameSetType(a, b *nftSet) bool {
 // and, after that, at their end.
 func commonEnds(old, next []*nftRule) (prefix, suffix int) {
 	n := min(len(old), len(next))
-	// The text says all the expressions say (see nft.go).
-	same := func(a, b *nftRule) bool { return slices.Equal(a.text, b.text) }
-	for prefix < n && same(old[prefix], next[prefix]) {
+	for prefix < n && sameText(old[prefix], next[prefix]) {
 		prefix++
 	}
-	for suffix < n-prefix && same(old[len(old)-1-suffix], next[len(next)-1-suffix]) {
+	for suffix < n-prefix && sameText(old[len(old)-1-suffix], next[len(next)-1-suffix]) {
 		suffix++
 	}
 	return prefix, suffix
@@ -329,25 +327,28 @@ func queueElementChanges(c *nftables.Conn, tbl *nftables.Table, old, next *nftSe
 // elemChanges returns the elements to add to and delete from a set that
 // is not an interval set of single keys, keyed by key (and key end).
 func elemChanges(old, next *nftSet) (add, del []nftables.SetElement) {
-	key := func(e nftables.SetElement) string { return string(e.Key) + "/" + string(e.KeyEnd) }
 	oldByKey := map[string]string{}
 	for _, e := range old.elems {
-		oldByKey[key(e)] = elemID(e)
+		oldByKey[elemKey(e)] = elemID(e)
 	}
 	nextByKey := map[string]string{}
 	for _, e := range next.elems {
-		nextByKey[key(e)] = elemID(e)
-		if oldByKey[key(e)] != elemID(e) {
+		nextByKey[elemKey(e)] = elemID(e)
+		if oldByKey[elemKey(e)] != elemID(e) {
 			add = append(add, e)
 		}
 	}
 	for _, e := range old.elems {
-		if id, ok := nextByKey[key(e)]; !ok || id != elemID(e) {
+		if id, ok := nextByKey[elemKey(e)]; !ok || id != elemID(e) {
 			del = append(del, nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd, Comment: e.Comment})
 		}
 	}
 	return add, del
 }
+
+// elemKey is what the kernel finds an element by: its key, and in a run
+// its key end.
+func elemKey(e nftables.SetElement) string { return string(e.Key) + "/" + string(e.KeyEnd) }
 
 // elemID identifies an element with what it maps to and, in a run, the
 // rule it counts for.

@@ -147,6 +147,16 @@ func jsonText(t *testing.T, v any) string {
 	return string(b)
 }
 
+// learnAddrs tells e the addresses learned on tenant blue's ports.
+func learnAddrs(t *testing.T, e *Nftables, addrs map[string][]netip.Addr) {
+	t.Helper()
+	for port, a := range addrs {
+		if err := e.SetPortAddresses(context.Background(), "blue", port, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // freshApply applies p with a new engine into a new namespace and
 // returns the normalized tables there: what a full apply makes.
 func freshApply(t *testing.T, ns string, p Policy, addrs map[string][]netip.Addr) string {
@@ -157,11 +167,7 @@ func freshApply(t *testing.T, ns string, p Policy, addrs map[string][]netip.Addr
 	}
 	defer e.Close()
 	ctx := context.Background()
-	for port, a := range addrs {
-		if err := e.SetPortAddresses(ctx, "blue", port, a); err != nil {
-			t.Fatal(err)
-		}
-	}
+	learnAddrs(t, e, addrs)
 	if _, err := e.Apply(ctx, bareBinding(ns), p); err != nil {
 		t.Fatalf("fresh apply: %v", err)
 	}
@@ -185,11 +191,7 @@ func TestPrivilegedIncrementalOneRule(t *testing.T) {
 			e, log := newLoggedEngine(t)
 			ctx := context.Background()
 			addrs := map[string][]netip.Addr{"tap-a": {netip.MustParseAddr("10.0.1.11")}, "tap-b": {netip.MustParseAddr("10.0.1.12")}}
-			for port, a := range addrs {
-				if err := e.SetPortAddresses(ctx, "blue", port, a); err != nil {
-					t.Fatal(err)
-				}
-			}
+			learnAddrs(t, e, addrs)
 			p := scalePolicy(500)
 			for i := range p.Rules {
 				p.Rules[i].Log = logged
@@ -271,11 +273,7 @@ func TestPrivilegedIncrementalSequence(t *testing.T) {
 		"tap-b": {netip.MustParseAddr("10.0.1.12")},
 		"tap-c": {netip.MustParseAddr("10.0.2.21")},
 	}
-	for port, a := range addrs {
-		if err := e.SetPortAddresses(ctx, "blue", port, a); err != nil {
-			t.Fatal(err)
-		}
-	}
+	learnAddrs(t, e, addrs)
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	p := scalePolicy(40)
 	p.AddressGroups = append(p.AddressGroups,
@@ -509,11 +507,7 @@ func TestPrivilegedReapplyUnchanged(t *testing.T) {
 	e, log := newLoggedEngine(t)
 	ctx := context.Background()
 	addrs := map[string][]netip.Addr{"tap-a": {netip.MustParseAddr("10.0.1.11")}, "tap-c": {netip.MustParseAddr("10.0.2.21")}}
-	for port, a := range addrs {
-		if err := e.SetPortAddresses(ctx, "blue", port, a); err != nil {
-			t.Fatal(err)
-		}
-	}
+	learnAddrs(t, e, addrs)
 	p := scalePolicy(300)
 	res, err := e.Apply(ctx, bareBinding(nsA), p)
 	if err != nil {

@@ -13,7 +13,8 @@ import (
 // rules change what they match or do, and nothing else changes. Instead of
 // validating and compiling the whole policy, it checks the changed rules,
 // compiles only their chains and patches those chains' kernel rules and
-// sets into a copy of the ruleset in force. The patched ruleset is what Compile would make of the
+// sets into a copy of the ruleset in force. The patched ruleset is what
+// Compile would make of the
 // new policy; whatever the fast path cannot prove that for, it declines,
 // and the engine takes the full path.
 
@@ -233,7 +234,7 @@ func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, 
 	inet.chains = slices.Clone(rs.inet.chains)
 	out := &rulePatch{}
 	var chains []string
-	chainRuleSets := map[string][]Rule{}
+	rulesOf := map[string][]Rule{}
 	cis := make([]int, 0, len(byChain))
 	for ci := range byChain {
 		cis = append(cis, ci)
@@ -255,7 +256,7 @@ func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, 
 		made := len(c.inet.sets)
 		compiled := c.chainRules(o.name, r.Direction, rules)
 		chains = append(chains, o.name)
-		chainRuleSets[o.name] = rules
+		rulesOf[o.name] = rules
 		if !slices.Equal(c.rs.runs[o.name], rs.runs[o.name]) {
 			out.structural = true
 		}
@@ -285,15 +286,8 @@ func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, 
 		}
 		nc := *o
 		nc.rules = append(compiled, o.rules[owned:]...)
-		h := hunk{to: len(o.rules), nto: len(nc.rules)}
-		for h.from < h.to && h.nfrom < h.nto && sameText(o.rules[h.from], nc.rules[h.nfrom]) {
-			h.from++
-			h.nfrom++
-		}
-		for h.from < h.to && h.nfrom < h.nto && sameText(o.rules[h.to-1], nc.rules[h.nto-1]) {
-			h.to--
-			h.nto--
-		}
+		prefix, suffix := commonEnds(o.rules, nc.rules)
+		h := hunk{from: prefix, to: len(o.rules) - suffix, nfrom: prefix, nto: len(nc.rules) - suffix}
 		// Kernel rules the edit left as they were stay, the old objects
 		// with them.
 		copy(nc.rules[:h.nfrom], o.rules[:h.from])
@@ -314,7 +308,7 @@ func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, 
 		}
 	}
 	if out.structural {
-		return rs.restructure(out, &inet, c, p, chains, chainRuleSets), nil
+		return rs.restructure(out, &inet, c, p, chains, rulesOf), nil
 	}
 	if len(out.sets) > 0 {
 		inet.sets = slices.Clone(rs.inet.sets)

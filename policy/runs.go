@@ -534,7 +534,7 @@ func levelSuffix(l int) string {
 // than the kernel rule of one policy rule: a run of fewer is dissolved,
 // its rules keep their kernel rules, at their level (see levels), which
 // keeps every packet's fate.
-var minRun = 2
+const minRun = 2
 
 // chainRules compiles the rules of one chain (all of direction dir, in
 // priority order), level by level (see levels): the rules of the level's
