@@ -170,7 +170,8 @@ type Datapath interface {
 	// Snapshot dumps the remote entries of every tenant without holding
 	// the datapath: Update and the rest go on while the kernel works
 	// through the dumps (quadratic in the FDB: seconds at 100k entries).
-	// It may be called from another goroutine.
+	// It may be called from another goroutine; the end of ctx stops it
+	// midway, with the context's cause as its error.
 	Snapshot(ctx context.Context) (*Snapshot, error)
 	// SyncWith is Sync against a snapshot; ErrStaleSnapshot when a Set
 	// came after it. Entries Update changed since the snapshot cost

@@ -283,7 +283,7 @@ type kernelView struct {
 // view dumps the remote entries of t's configured segments.
 func (l *Linux) view(t *tenantNS) (*kernelView, error) {
 	br, vx := l.segIndexes(t)
-	return dumpView(t.h, br, vx)
+	return dumpView(handleList(t.h), br, vx)
 }
 
 // segIndexes maps t's segments' bridge and vxlan ifindexes to their VNIs.
@@ -298,9 +298,9 @@ func (l *Linux) segIndexes(t *tenantNS) (brVNI, vxVNI map[int]evpn.VNI) {
 	return brVNI, vxVNI
 }
 
-// dumpView dumps, through h, the remote entries of the segments whose
+// dumpView dumps, through list, the remote entries of the segments whose
 // bridge and vxlan ifindexes brVNI and vxVNI map to their VNIs.
-func dumpView(h *netlink.Handle, brVNI, vxVNI map[int]evpn.VNI) (*kernelView, error) {
+func dumpView(list listNeigh, brVNI, vxVNI map[int]evpn.VNI) (*kernelView, error) {
 	v := &kernelView{
 		bridge: make(map[macKey]bool),
 		vxlan:  make(map[macKey][]netip.Addr),
@@ -310,7 +310,7 @@ func dumpView(h *netlink.Handle, brVNI, vxVNI map[int]evpn.VNI) (*kernelView, er
 		brVNI:  brVNI,
 		vxVNI:  vxVNI,
 	}
-	fdb, err := kernel.Dump("bridge fdb", func() ([]netlink.Neigh, error) { return h.NeighList(0, unix.AF_BRIDGE) })
+	fdb, err := kernel.Dump("bridge fdb", func() ([]netlink.Neigh, error) { return list(unix.AF_BRIDGE) })
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +339,7 @@ func dumpView(h *netlink.Handle, brVNI, vxVNI map[int]evpn.VNI) (*kernelView, er
 		}
 	}
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		ns, err := kernel.Dump("neighbors", func() ([]netlink.Neigh, error) { return h.NeighList(0, fam) })
+		ns, err := kernel.Dump("neighbors", func() ([]netlink.Neigh, error) { return list(fam) })
 		if err != nil {
 			return nil, err
 		}
@@ -376,10 +376,10 @@ type Snapshot struct {
 // Took is how long the dumps took.
 func (s *Snapshot) Took() time.Duration { return s.took }
 
-// Snapshot dumps every tenant's remote entries on handles of its own, so
+// Snapshot dumps every tenant's remote entries on sockets of its own, so
 // Update and the other methods go on meanwhile: a full FDB dump costs the
-// kernel time quadratic in the table (seconds at 100k entries). See
-// Datapath.
+// kernel time quadratic in the table (seconds at 100k entries). The end of
+// ctx stops a dump midway (the error is then its cause). See Datapath.
 func (l *Linux) Snapshot(ctx context.Context) (*Snapshot, error) {
 	type job struct {
 		t            *tenantNS
@@ -410,15 +410,8 @@ func (l *Linux) Snapshot(ctx context.Context) (*Snapshot, error) {
 	for _, j := range jobs {
 		err := func() error {
 			defer j.ns.Close()
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			h, err := netlink.NewHandleAt(j.ns)
-			if err != nil {
-				return fmt.Errorf("netlink handle: %w", err)
-			}
-			defer h.Close()
-			v, err := dumpView(h, j.brVNI, j.vxVNI)
+			list := func(family int) ([]netlink.Neigh, error) { return dumpNeighAt(ctx, j.ns, family) }
+			v, err := dumpView(list, j.brVNI, j.vxVNI)
 			if err != nil {
 				return err
 			}

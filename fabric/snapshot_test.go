@@ -3,10 +3,14 @@ package fabric
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/evpnd/evpnd/evpn"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // A repair's snapshot is dumped while the datapath keeps working: a sync
@@ -67,5 +71,75 @@ func TestPrivilegedSyncWithSnapshot(t *testing.T) {
 	}
 	if err := l.SyncWith(ctx, now, stale); !errors.Is(err, ErrStaleSnapshot) {
 		t.Errorf("sync with a snapshot older than Set: %v, want ErrStaleSnapshot", err)
+	}
+}
+
+// A snapshot stops when its context ends, with the context's cause, and
+// never hands back part of a table without an error: left to finish it
+// holds every entry; stopped before it starts it fails with the cause;
+// and its FDB dump, stopped while the kernel fills it, ends there.
+func TestPrivilegedSnapshotStops(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	x, l, prefix := singleHost(t)
+	cfg := Config{NetnsPrefix: prefix, VTEP: x.vtep, Tenants: []Tenant{{Name: "ta", Segments: []Segment{{VNI: 100}}}}}
+	if err := l.Set(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	vtep := netip.MustParseAddr("10.77.0.2")
+	var add evpn.Intents
+	for i := range n {
+		add.FDB = append(add.FDB, evpn.FDB{VNI: 100, MAC: mustMAC(fmt.Sprintf("02:00:01:%02x:%02x:%02x", i>>16, i>>8&0xff, i&0xff)), VTEP: vtep})
+	}
+	if err := l.Update(ctx, evpn.Diff{Add: add}); err != nil {
+		t.Fatal(err)
+	}
+	held := func(s *Snapshot) int {
+		total := 0
+		for _, v := range s.views {
+			total += len(v.bridge)
+		}
+		return total
+	}
+	full, err := l.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a whole snapshot of %d entries took %s", n, full.Took())
+	if got := held(full); got != n {
+		t.Fatalf("a snapshot left to finish holds %d entries, want %d", got, n)
+	}
+
+	cause := errors.New("stopped by the test")
+	before, stop := context.WithCancelCause(ctx)
+	stop(cause)
+	if _, err := l.Snapshot(before); !errors.Is(err, cause) {
+		t.Errorf("a snapshot stopped before it starts: %v, want %v", err, cause)
+	}
+
+	// Stopped 1 ms into the FDB dump, which takes the kernel far longer
+	// whole. (On a machine that dumps the table within 100 ms it may
+	// finish first, and then it must be whole.)
+	ns, err := netns.GetFromName(prefix + "ta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	midway, stop := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(time.Millisecond, func() { stop(cause) })
+	defer timer.Stop()
+	fdb, err := dumpNeighAt(midway, ns, unix.AF_BRIDGE)
+	switch {
+	case err == nil && len(fdb) < 2*n:
+		t.Errorf("a dump that reports no error holds %d entries, want %d (bridge and vxlan)", len(fdb), 2*n)
+	case err == nil && full.Took() >= 100*time.Millisecond:
+		t.Errorf("a dump stopped 1 ms in ran to the end (a whole snapshot took %s)", full.Took())
+	case err == nil:
+		t.Logf("the dump finished before it was stopped")
+	case !errors.Is(err, cause):
+		t.Errorf("a dump stopped midway: %v, want %v", err, cause)
+	default:
+		t.Logf("stopped midway: %v", err)
 	}
 }

@@ -60,6 +60,10 @@ type Daemon struct {
 	// repair's) back to the loop; snapshotting says one is being taken.
 	snapshots    chan snapshotResult
 	snapshotting bool
+	// stopSnapshot ends the snapshot being taken (nil when none);
+	// yields says it gives way to remote writes (see snapshotGate).
+	stopSnapshot context.CancelCauseFunc
+	yields       bool
 	// gate holds a repair's snapshot back while remote changes are being
 	// written; retry asks it again then (nil when nothing waits).
 	gate  snapshotGate
@@ -296,7 +300,7 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 	// firstSync takes another. early holds it until convergence.
 	var early *snapshotResult
 	if d.dp.Adopted() {
-		d.takeSnapshot(ctx)
+		d.takeSnapshot(ctx, false)
 	}
 	for {
 		select {
@@ -314,7 +318,8 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			d.retry = nil
 			d.repairSnapshot(ctx)
 		case r := <-d.snapshots:
-			d.snapshotting = false
+			d.snapshotting, d.yields = false, false
+			d.stopSnapshot(nil)
 			switch {
 			case d.synced:
 				d.repairRemote(ctx, r)
@@ -361,7 +366,7 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 				// The early snapshot is on its way; firstSync runs when
 				// it arrives.
 			default:
-				d.takeSnapshot(ctx)
+				d.takeSnapshot(ctx, false)
 			}
 		}
 	}
@@ -408,6 +413,10 @@ func (d *Daemon) apply(ctx context.Context, diff evpn.Diff) {
 	}
 	d.publishFDB(diff)
 	d.gate.wrote(time.Now())
+	if d.yields {
+		d.yields = false
+		d.stopSnapshot(errYield)
+	}
 	err := d.dp.Update(ctx, diff)
 	d.metrics.ReconcileDone("update", err)
 	if err != nil {
@@ -417,14 +426,20 @@ func (d *Daemon) apply(ctx context.Context, diff evpn.Diff) {
 }
 
 // takeSnapshot dumps the kernel's remote entries outside the loop; the
-// result comes back on d.snapshots.
-func (d *Daemon) takeSnapshot(ctx context.Context) {
+// result comes back on d.snapshots. One that yields is stopped by the
+// next remote write.
+func (d *Daemon) takeSnapshot(ctx context.Context, yields bool) {
 	d.snapshotting = true
+	sctx, stop := context.WithCancelCause(ctx)
+	d.stopSnapshot, d.yields = stop, yields
 	go func() {
-		snap, err := d.dp.Snapshot(ctx)
+		snap, err := d.dp.Snapshot(sctx)
 		d.snapshots <- snapshotResult{snap: snap, err: err}
 	}()
 }
+
+// errYield stops a repair's snapshot when remote writes resume.
+var errYield = errors.New("remote routes are being written")
 
 // firstSync prunes stale remote entries once the control plane has told
 // us everything (until then a restart keeps what the kernel has), against
@@ -436,7 +451,7 @@ func (d *Daemon) firstSync(ctx context.Context, r snapshotResult) {
 	if r.snap != nil && r.err == nil {
 		err = d.dp.SyncWith(ctx, want, r.snap)
 		if errors.Is(err, fabric.ErrStaleSnapshot) {
-			d.takeSnapshot(ctx)
+			d.takeSnapshot(ctx, false)
 			return
 		}
 	} else {
@@ -490,12 +505,13 @@ func (d *Daemon) repairSnapshot(ctx context.Context) {
 	if !d.synced || d.snapshotting || d.retry != nil {
 		return
 	}
-	if !d.gate.due(time.Now(), d.repairEvery) {
+	take, yields := d.gate.due(time.Now(), d.repairEvery)
+	if !take {
 		d.log.Debug("repair: remote routes are being written; snapshot deferred", "quiet_for", repairQuiet)
 		d.retry = time.After(repairQuiet)
 		return
 	}
-	d.takeSnapshot(ctx)
+	d.takeSnapshot(ctx, yields)
 }
 
 // repairQuiet is how long the datapath must go without remote changes
@@ -509,30 +525,44 @@ const repairQuiet = 3 * time.Second
 // still being written (an ingest, a peer's routes withdrawn), it competes
 // with them for the CPU, and the sync against it then redoes what Update
 // did meanwhile. So a repair's snapshot waits until no remote change was
-// written for repairQuiet, but no longer than one repair interval: under
-// changes that never stop, drift is still repaired.
+// written for repairQuiet, and one taken in such a quiet moment yields:
+// the next remote write stops it (at 250k entries a dump takes the kernel
+// longer than many a pause between bursts), and it is wanted again. Drift
+// is still repaired under changes that never stop: a snapshot waits for a
+// quiet moment no longer than two repair intervals, and yields no longer
+// than one interval after it first did; then it is taken to the end. (Two:
+// a burst as long as one interval, 250k routes arriving, is followed by a
+// quiet moment, and a snapshot taken in it still yields to the next.)
 type snapshotGate struct {
 	lastWrite time.Time // the last remote change written
-	waiting   time.Time // since when a snapshot waits; zero when none
+	waiting   time.Time // since when a snapshot is wanted; zero when none
+	yielded   time.Time // when it first yielded; zero when it did not
 }
 
 // wrote records a remote change written to the datapath at now.
 func (g *snapshotGate) wrote(now time.Time) { g.lastWrite = now }
 
-// due reports whether a snapshot wanted at now may be taken; when it may
-// not, the wait starts (or goes on).
-func (g *snapshotGate) due(now time.Time, interval time.Duration) bool {
-	quiet := now.Sub(g.lastWrite) >= repairQuiet
-	overdue := !g.waiting.IsZero() && now.Sub(g.waiting) >= interval
-	if quiet || overdue {
-		g.waiting = time.Time{}
-		return true
-	}
+// due reports whether a snapshot wanted at now may be taken, and whether
+// it yields to remote writes. The wait for one starts at the first call
+// and ends with taken.
+func (g *snapshotGate) due(now time.Time, interval time.Duration) (take, yields bool) {
 	if g.waiting.IsZero() {
 		g.waiting = now
 	}
-	return false
+	quiet := now.Sub(g.lastWrite) >= repairQuiet
+	yields = quiet && (g.yielded.IsZero() || now.Sub(g.yielded) < interval)
+	return quiet || now.Sub(g.waiting) >= 2*interval, yields
 }
+
+// yield records that a snapshot gave way to a remote write at now.
+func (g *snapshotGate) yield(now time.Time) {
+	if g.yielded.IsZero() {
+		g.yielded = now
+	}
+}
+
+// taken ends the wait: a repair's snapshot was taken to the end.
+func (g *snapshotGate) taken() { g.waiting, g.yielded = time.Time{}, time.Time{} }
 
 // snapshotResult is what a repair's snapshot goroutine hands the loop.
 type snapshotResult struct {
@@ -541,7 +571,15 @@ type snapshotResult struct {
 }
 
 // repairRemote syncs the remote entries against a repair's snapshot.
+// One that yielded to remote writes is wanted again once they pause.
 func (d *Daemon) repairRemote(ctx context.Context, r snapshotResult) {
+	if errors.Is(r.err, errYield) {
+		d.gate.yield(time.Now())
+		d.log.Debug("repair: snapshot stopped, remote routes are being written", "quiet_for", repairQuiet)
+		d.retry = time.After(repairQuiet)
+		return
+	}
+	d.gate.taken()
 	if r.err != nil {
 		d.log.Error("repair: kernel snapshot incomplete", "err", r.err)
 	}

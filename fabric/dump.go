@@ -1,0 +1,106 @@
+package fabric
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// listNeigh lists one family's neighbors (AF_BRIDGE: the bridge FDB).
+type listNeigh func(family int) ([]netlink.Neigh, error)
+
+// handleList lists on h, a tenant's own handle.
+func handleList(h *netlink.Handle) listNeigh {
+	return func(family int) ([]netlink.Neigh, error) { return h.NeighList(0, family) }
+}
+
+// dumpNeighAt lists family's neighbors in ns on a socket of its own that
+// ctx's end closes: the kernel fills a dump's messages as they are read,
+// so once the socket is gone the kernel does no more of it. A snapshot
+// needs that: at 250k entries the FDB dump costs the kernel many seconds
+// (each message walks the table again), and a repair's snapshot gives way
+// when routes start to be written (see daemon.snapshotGate). It ends in
+// context.Cause(ctx) when ctx ended, netlink.ErrDumpInterrupted when the
+// table changed under the dump (kernel.Dump retries); a dump read to its
+// end before ctx ended is whole and returned.
+func dumpNeighAt(ctx context.Context, ns netns.NsHandle, family int) ([]netlink.Neigh, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, context.Cause(ctx)
+	}
+	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink socket: %w", err)
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, s.Close)
+	defer stop()
+	out, err := readNeighDump(s, family)
+	if err != nil && ctx.Err() != nil {
+		return nil, context.Cause(ctx) // the socket was closed under it
+	}
+	return out, err
+}
+
+// readNeighDump asks the kernel for a dump of family's neighbors on s and
+// reads it to the end.
+func readNeighDump(s *nl.NetlinkSocket, family int) ([]netlink.Neigh, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGH, unix.NLM_F_DUMP)
+	req.AddData(&netlink.Ndmsg{Family: uint8(family)})
+	if err := unix.Sendto(s.GetFd(), req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, fmt.Errorf("list neighbors of family %d: %w", family, err)
+	}
+	pid, err := s.GetPid()
+	if err != nil {
+		return nil, err
+	}
+	var (
+		out         []netlink.Neigh
+		interrupted bool
+	)
+	for {
+		msgs, from, err := s.Receive()
+		if err != nil {
+			return nil, err
+		}
+		if from.Pid != nl.PidKernel {
+			continue
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != req.Seq || m.Header.Pid != pid {
+				continue
+			}
+			if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
+				interrupted = true
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_DONE, unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if e := int32(binary.NativeEndian.Uint32(m.Data[0:4])); e != 0 {
+						return nil, fmt.Errorf("list neighbors of family %d: %w", family, syscall.Errno(-e))
+					}
+				}
+				if interrupted {
+					return nil, netlink.ErrDumpInterrupted
+				}
+				return out, nil
+			case unix.RTM_NEWNEIGH:
+			default:
+				continue
+			}
+			n, err := netlink.NeighDeserialize(m.Data)
+			if err != nil {
+				return nil, err
+			}
+			if int(n.Family) != family {
+				continue
+			}
+			out = append(out, *n)
+		}
+	}
+}
