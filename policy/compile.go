@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -101,6 +102,30 @@ const (
 )
 
 func counterName(rule string) string { return counterPre + rule }
+
+// defaultPre begins the names of the segment defaults' counters.
+const defaultPre = "default_"
+
+// defaultCounter names the counter of seg's default in direction dir.
+func defaultCounter(seg string, dir Direction) string {
+	return defaultPre + dir.String() + "_" + seg
+}
+
+// counterRule is the name a counter object's count is reported under: a
+// rule's name, or default:<segment>:<direction> for a segment default
+// (neither can be the other: rule names have no colon). ok is false for
+// an object that is neither.
+func counterRule(object string) (name string, ok bool) {
+	if rule, ok := strings.CutPrefix(object, counterPre); ok {
+		return rule, true
+	}
+	if rest, ok := strings.CutPrefix(object, defaultPre); ok {
+		if dir, seg, ok := strings.Cut(rest, "_"); ok && (dir == Egress.String() || dir == Ingress.String()) {
+			return "default:" + seg + ":" + dir, true
+		}
+	}
+	return "", false
+}
 
 // Compile turns a valid policy for the tenant bound by b, with the
 // addresses learned on its ports, into the tenant's ruleset. It is pure:
@@ -231,6 +256,7 @@ func (c *compiler) compile() {
 		mapIngressS: verdictMap(mapIngressS, nftables.TypeIFName),
 	}
 	var chains []*nftChain
+	var defaultCounters []*nftables.CounterObj
 
 	for _, dir := range []Direction{Egress, Ingress} {
 		pre := "eg"
@@ -253,12 +279,17 @@ func (c *compiler) compile() {
 			segWork[s.Name] = true
 			ch := &nftChain{name: fmt.Sprintf("%s_seg_%s", pre, s.Name)}
 			ch.rules = c.chainRules(ch.name, dir, srules)
+			// The default counts what no rule decided.
+			cn := defaultCounter(s.Name, dir)
+			defaultCounters = append(defaultCounters, &nftables.CounterObj{Name: cn})
 			switch d {
 			case ActionDeny:
-				ch.rules = append(ch.rules, newRule().drop())
+				ch.rules = append(ch.rules, newRule().counter(cn).drop())
 			case ActionReject:
-				ch.rules = append(ch.rules, newRule().l4proto(ProtoTCP).rejectTCP(),
-					newRule().rejectICMPX(unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED, "admin-prohibited"))
+				ch.rules = append(ch.rules, newRule().l4proto(ProtoTCP).counter(cn).rejectTCP(),
+					newRule().counter(cn).rejectICMPX(unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED, "admin-prohibited"))
+			default:
+				ch.rules = append(ch.rules, newRule().counter(cn))
 			}
 			chains = append(chains, ch)
 			maps[ms].addVerdict(ifname(s.Bridge), fmt.Sprintf("%q", s.Bridge), verdict(expr.VerdictGoto, ch.name))
@@ -309,6 +340,7 @@ func (c *compiler) compile() {
 			c.inet.counters = append(c.inet.counters, &nftables.CounterObj{Name: counterName(r.Name)})
 		}
 	}
+	c.inet.counters = append(c.inet.counters, defaultCounters...)
 	fillAddressMaps(maps, c.b, c.rs.dispatch, c.addrs)
 	for _, name := range []string{mapEgress4, mapEgress6, mapEgressS, mapIngress4, mapIngress6, mapIngressS} {
 		c.inet.sets = append(c.inet.sets, maps[name])

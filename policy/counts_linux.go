@@ -86,7 +86,8 @@ func namedCounts(c *nftables.Conn) (map[string]counts, error) {
 	}
 	out := make(map[string]counts, len(objs))
 	for name, o := range objs {
-		out[strings.TrimPrefix(name, counterPre)] = counts{o.Packets, o.Bytes}
+		rule, _ := counterRule(name)
+		out[rule] = counts{o.Packets, o.Bytes}
 	}
 	return out, nil
 }
@@ -125,7 +126,8 @@ func countsGone(c *nftables.Conn, ns int, old, next []*nftables.CounterObj, runs
 		}
 		for name, o := range objs {
 			if !keep[name] {
-				gone[strings.TrimPrefix(name, counterPre)] = counts{o.Packets, o.Bytes}
+				rule, _ := counterRule(name)
+				gone[rule] = counts{o.Packets, o.Bytes}
 			}
 		}
 	}
@@ -275,7 +277,9 @@ func decodeElemCounts(b []byte, rule map[string]string, out map[string]counts) e
 func (rs *Ruleset) rules() map[string]bool {
 	out := make(map[string]bool, len(rs.inet.counters)+len(rs.merged))
 	for _, o := range rs.inet.counters {
-		out[strings.TrimPrefix(o.Name, counterPre)] = true
+		if rule, ok := counterRule(o.Name); ok {
+			out[rule] = true
+		}
 	}
 	for rule := range rs.merged {
 		out[rule] = true

@@ -24,9 +24,13 @@ type SegmentBinding struct {
 	Ports  []string
 }
 
-// Counter is one rule's packet and byte count.
+// Counter is one rule's packet and byte count, or a segment default's:
+// what reached the end of the segment's rules in one direction.
 type Counter struct {
-	Tenant  string
+	Tenant string
+	// Rule is the rule's name, or default:<segment>:<direction> (egress
+	// or ingress) for a segment default. A default is counted where its
+	// segment has rules in that direction or a default other than allow.
 	Rule    string
 	Packets uint64
 	Bytes   uint64

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -316,7 +315,8 @@ func (t *tenantState) replaceRuleset(rs *Ruleset) error {
 	fold(old, t.base)
 	base := map[string]counts{}
 	for _, o := range rs.inet.counters {
-		c := old[strings.TrimPrefix(o.Name, counterPre)]
+		rule, _ := counterRule(o.Name)
+		c := old[rule]
 		o.Packets, o.Bytes = c.packets, c.bytes
 	}
 	for rule := range rs.merged {
@@ -654,8 +654,10 @@ func readCounters(c *nftables.Conn) (map[string]*nftables.CounterObj, error) {
 	}
 	out := map[string]*nftables.CounterObj{}
 	for _, o := range objs {
-		if co, ok := o.(*nftables.CounterObj); ok && strings.HasPrefix(co.Name, counterPre) {
-			out[co.Name] = co
+		if co, ok := o.(*nftables.CounterObj); ok {
+			if _, ours := counterRule(co.Name); ours {
+				out[co.Name] = co
+			}
 		}
 	}
 	return out, nil

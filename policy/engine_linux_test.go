@@ -87,12 +87,19 @@ func TestPrivilegedFilter(t *testing.T) {
 	}
 
 	cs := counters(t, e)
-	for _, r := range []string{"web-8080", "rej-9090", "ping", "no-egress-7777", "g-6000"} {
+	// The segment defaults count what no rule decided: web's deny (7070),
+	// db's reject (5432, the ping) and db's egress, an allow where db has
+	// rules (w3's connections out).
+	for _, r := range []string{"web-8080", "rej-9090", "ping", "no-egress-7777", "g-6000",
+		"default:web:ingress", "default:db:ingress", "default:db:egress"} {
 		if cs[r].Packets == 0 {
-			t.Errorf("counter of rule %s did not move: %+v", r, cs[r])
+			t.Errorf("counter of %s did not move: %+v", r, cs[r])
 		}
 	}
-	before := cs["web-8080"].Packets
+	if c, ok := cs["default:web:egress"]; ok {
+		t.Errorf("web's egress default is counted (%+v), but web has no egress rules and allows", c)
+	}
+	before, denied := cs["web-8080"].Packets, cs["default:web:ingress"].Packets
 
 	// A change of other rules keeps the established flow and the counters;
 	// new connections follow the new rules.
@@ -112,8 +119,13 @@ func TestPrivilegedFilter(t *testing.T) {
 	if _, err := l.dialTCP(w2, "10.0.1.11:7070"); err != nil {
 		t.Errorf("new connection to a newly allowed port: %v", err)
 	}
-	if got := counters(t, e)["web-8080"].Packets; got < before {
+	cs = counters(t, e)
+	if got := cs["web-8080"].Packets; got < before {
 		t.Errorf("counter of rule web-8080 went back from %d to %d over an apply", before, got)
+	}
+	// The connection to 8080 the new rules deny went to web's default.
+	if got := cs["default:web:ingress"].Packets; got <= denied {
+		t.Errorf("web's ingress default counted %d before an apply and %d after a connection it denied", denied, got)
 	}
 
 	// A policy that fails validation names the fields and changes nothing.

@@ -467,6 +467,12 @@ func (rs *Ruleset) restructure(out *rulePatch, inet *nftTable, c *compiler, p Po
 		}
 		inet.counters = append(inet.counters, o)
 	}
+	// The segment defaults' counters stay as they were.
+	for _, o := range rs.inet.counters {
+		if !strings.HasPrefix(o.Name, counterPre) {
+			inet.counters = append(inet.counters, o)
+		}
+	}
 	next := *rs
 	next.inet, next.merged, next.runs = inet, merged, runs
 	next.spaces, next.levels = rs.patchedSpaces(c, chains)

@@ -250,7 +250,9 @@ func newPolicyCountersCmd(g *globals) *cobra.Command {
 		Use:   "counters",
 		Short: "Show what each policy rule matched",
 		Long: `Show the packet and byte counters of every policy rule since it was
-applied; a segment's default action is the rule default:<segment>:<direction>.`,
+applied. What reached a segment's default action (no rule decided it) is
+the rule default:<segment>:<direction>, counted where the segment has rules
+in that direction or a default other than allow.`,
 		Example: "  evpnctl policy counters --tenant blue",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

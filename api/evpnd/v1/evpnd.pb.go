@@ -3865,12 +3865,15 @@ func (x *ListPolicyCountersResponse) GetNextPageToken() string {
 	return ""
 }
 
-// PolicyCounter is what one rule matched since it was applied.
+// PolicyCounter is what one rule matched since it was applied, or what
+// reached a segment's default.
 type PolicyCounter struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	// The rule's name, or "default:<segment>:<direction>" for a segment
-	// default.
+	// The rule's name, or "default:<segment>:<direction>" (direction egress
+	// or ingress) for a segment default: the packets no rule of the segment
+	// decided. A default is counted where its segment has rules in that
+	// direction or a default other than allow.
 	Rule          string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
 	Packets       uint64 `protobuf:"varint,3,opt,name=packets,proto3" json:"packets,omitempty"`
 	Bytes         uint64 `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
