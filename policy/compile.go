@@ -121,7 +121,7 @@ func counterRule(object string) (name string, ok bool) {
 	}
 	if rest, ok := strings.CutPrefix(object, defaultPre); ok {
 		if dir, seg, ok := strings.Cut(rest, "_"); ok && (dir == Egress.String() || dir == Ingress.String()) {
-			return "default:" + seg + ":" + dir, true
+			return DefaultPrefix + seg + ":" + dir, true
 		}
 	}
 	return "", false

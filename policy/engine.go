@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,12 @@ type Counter struct {
 	Packets uint64
 	Bytes   uint64
 }
+
+// DefaultPrefix begins the Rule of a segment default's Counter.
+const DefaultPrefix = "default:"
+
+// IsDefault reports whether c counts a segment default, not a rule.
+func (c Counter) IsDefault() bool { return strings.HasPrefix(c.Rule, DefaultPrefix) }
 
 // Applied reports what one Apply did.
 type Applied struct {
