@@ -84,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	b7Tenants := fs.Int("b7-tenants", 100, "B7: tenants (L2VNIs), each on three hosts")
 	b7MACs := fs.Int("b7-macs", 10, "B7: workload MACs of each tenant on each of its hosts")
 	fromJSON := fs.String("from-json", "", "run nothing: write -report from the figures a run saved with -json")
+	alone := fs.String("dut", "", "ingest suite: run only this DUT (evpnd, frr or gobgp, the floor) and print its figures, for A/B runs of one binary against another; no -report or -json")
+	evpndBin := fs.String("evpnd-bin", "", "the evpnd binary the labs run (default bin/evpnd)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -100,6 +102,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	suites, err := parseSuites(*suitesFlag)
 	if err != nil {
 		return err
+	}
+	if *alone != "" {
+		if d := convergence.DUT(*alone); d != convergence.Evpnd && d != convergence.FRR && d != convergence.GoBGP {
+			return fmt.Errorf("-dut %q: want evpnd, frr or gobgp", *alone)
+		}
+		if *reportPath != "" || *jsonPath != "" || len(suites) != 1 || !suites["ingest"] {
+			return fmt.Errorf("-dut %s: runs the ingest suite alone (-suites ingest) and compares nothing, so no -report or -json", *alone)
+		}
+	}
+	if *evpndBin != "" {
+		if _, err := os.Stat(*evpndBin); err != nil {
+			return fmt.Errorf("-evpnd-bin: %w", err)
+		}
 	}
 	rules, err := parseCounts("-policy-rules", *policyRules)
 	if err != nil {
@@ -125,7 +140,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("-policy-tenants: %d is not a positive number", *policyTenants)
 	}
 	popts := policybench.Options{Rules: rules, Tenants: *policyTenants}
-	opts := convergence.Options{Keep: *keep, Timeout: *timeout}
+	opts := convergence.Options{Keep: *keep, Timeout: *timeout, EvpndBin: *evpndBin}
 	if *verbose {
 		opts.Logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 		popts.Logf = opts.Logf
@@ -164,6 +179,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}
 	}()
 	printMachine(stdout, rep.Machine, suites["ingest"])
+	if *alone != "" {
+		return runAlone(ctx, convergence.DUT(*alone), counts, opts, stdout)
+	}
 	for _, n := range counts {
 		var ev, fr convergence.Result
 		// One DUT at a time: with two cores, running both at once would
@@ -376,6 +394,27 @@ func writeOutputs(rep report.Data, reportPath, jsonPath string, stderr io.Writer
 		if err := os.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
 			return fmt.Errorf("write json: %w", err)
 		}
+	}
+	return nil
+}
+
+// runAlone runs B1 and B2 for one DUT and prints its figures.
+func runAlone(ctx context.Context, d convergence.DUT, counts []int, opts convergence.Options, stdout io.Writer) error {
+	for _, n := range counts {
+		var (
+			res convergence.Result
+			err error
+		)
+		if d == convergence.GoBGP {
+			res, err = convergence.RunFloor(ctx, n, opts)
+		} else {
+			res, err = convergence.Run(ctx, d, n, opts)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s, %d routes: ingest %.2f s, peak RSS %.0f MB; withdrawal %.2f s, %d left\n",
+			d, n, res.Converge.Seconds(), mb(res.PeakRSS), res.Withdraw.Seconds(), res.WithdrawLeft)
 	}
 	return nil
 }
