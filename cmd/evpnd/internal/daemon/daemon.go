@@ -60,8 +60,9 @@ type Daemon struct {
 	// repair's) back to the loop; snapshotting says one is being taken.
 	snapshots    chan snapshotResult
 	snapshotting bool
-	// stopSnapshot ends the snapshot being taken (nil when none);
-	// yields says it gives way to remote writes (see snapshotGate).
+	// stopSnapshot ends the last snapshot taken (a no-op once its
+	// result is in); yields says the one being taken gives way to remote
+	// writes (see snapshotGate).
 	stopSnapshot context.CancelCauseFunc
 	yields       bool
 	// gate holds a repair's snapshot back while remote changes are being
