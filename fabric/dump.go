@@ -50,10 +50,9 @@ func dumpNeighAt(ctx context.Context, ns netns.NsHandle, family int) ([]netlink.
 // readNeighDump asks the kernel for a dump of family's neighbors on s and
 // reads it to the end.
 func readNeighDump(s *nl.NetlinkSocket, family int) ([]netlink.Neigh, error) {
-	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGH, unix.NLM_F_DUMP)
-	req.AddData(&netlink.Ndmsg{Family: uint8(family)})
-	if err := unix.Sendto(s.GetFd(), req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("list neighbors of family %d: %w", family, err)
+	seq, err := askNeighDump(s, family)
+	if err != nil {
+		return nil, err
 	}
 	pid, err := s.GetPid()
 	if err != nil {
@@ -72,7 +71,7 @@ func readNeighDump(s *nl.NetlinkSocket, family int) ([]netlink.Neigh, error) {
 			continue
 		}
 		for _, m := range msgs {
-			if m.Header.Seq != req.Seq || m.Header.Pid != pid {
+			if m.Header.Seq != seq || m.Header.Pid != pid {
 				continue
 			}
 			if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {

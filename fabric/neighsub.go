@@ -40,9 +40,9 @@ func (l *Linux) subscribeNeigh(ns netns.NsHandle, stop chan struct{}) (<-chan ne
 		s.Close()
 		return nil, fmt.Errorf("neighbor subscription: receive buffer: %w", err)
 	}
-	if err := dumpNeigh(s, unix.AF_UNSPEC); err != nil {
+	if _, err := askNeighDump(s, unix.AF_UNSPEC); err != nil {
 		s.Close()
-		return nil, err
+		return nil, fmt.Errorf("neighbor subscription: %w", err)
 	}
 	done := l.subDone(stop)
 	go func() {
@@ -77,8 +77,8 @@ func (l *Linux) readNeigh(s *nl.NetlinkSocket, ch chan<- netlink.NeighUpdate, cb
 			case unix.NLMSG_DONE:
 				if listBridge {
 					listBridge = false
-					if err := dumpNeigh(s, unix.AF_BRIDGE); err != nil {
-						cberr(err)
+					if _, err := askNeighDump(s, unix.AF_BRIDGE); err != nil {
+						cberr(fmt.Errorf("neighbor subscription: %w", err))
 						return
 					}
 				}
@@ -100,15 +100,15 @@ func (l *Linux) readNeigh(s *nl.NetlinkSocket, ch chan<- netlink.NeighUpdate, cb
 	}
 }
 
-// dumpNeigh asks the kernel, and only the kernel, for a dump of family's
-// neighbors on s.
-func dumpNeigh(s *nl.NetlinkSocket, family int) error {
+// askNeighDump asks the kernel, and only the kernel, for a dump of
+// family's neighbors on s, and returns the request's sequence number.
+func askNeighDump(s *nl.NetlinkSocket, family int) (uint32, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGH, unix.NLM_F_DUMP)
 	req.AddData(&netlink.Ndmsg{Family: uint8(family)})
 	if err := unix.Sendto(s.GetFd(), req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("neighbor subscription: list family %d: %w", family, err)
+		return 0, fmt.Errorf("list neighbors of family %d: %w", family, err)
 	}
-	return nil
+	return req.Seq, nil
 }
 
 // learnerFilter is a classic BPF socket filter that drops, of the
