@@ -50,7 +50,7 @@ func dumpNeighAt(ctx context.Context, ns netns.NsHandle, family int) ([]netlink.
 // readNeighDump asks the kernel for a dump of family's neighbors on s and
 // reads it to the end.
 func readNeighDump(s *nl.NetlinkSocket, family int) ([]netlink.Neigh, error) {
-	seq, err := askNeighDump(s, family)
+	seq, err := askNeighDump(s, family, 0)
 	if err != nil {
 		return nil, err
 	}

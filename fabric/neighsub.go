@@ -9,11 +9,13 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/evpnd/evpnd/fabric/kernel"
 )
 
 // subscribeNeigh subscribes to the neighbor and bridge FDB events of a
 // tenant namespace, listing the tables first (every family, then the
-// bridge FDB), as netlink.NeighSubscribeWithOptions does, with two
+// bridge FDB), as netlink.NeighSubscribeWithOptions does, with three
 // differences:
 //
 //   - A socket filter in the kernel drops the events of entries evpnd
@@ -25,6 +27,14 @@ import (
 //   - The dump requests go to the kernel only. The library sends them to
 //     the socket's groups as well, so every other listener of the
 //     namespace hears them.
+//   - The bridge FDB is listed port by port, for the bridge ports that
+//     are not VXLAN devices: the learner's facts are MACs on workload
+//     ports, and a whole FDB dump costs the kernel time quadratic in the
+//     table (it walks the table again for every message it fills, and a
+//     restart finds every remote MAC there, twice), where the listing of
+//     one port walks it once. Ports enslaved after the listing have only
+//     entries learned since, which arrive as events: the socket is
+//     subscribed before the ports are read.
 func (l *Linux) subscribeNeigh(ns netns.NsHandle, stop chan struct{}) (<-chan netlink.NeighUpdate, error) {
 	s, err := nl.SubscribeAt(ns, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_NEIGH)
 	if err != nil {
@@ -40,7 +50,12 @@ func (l *Linux) subscribeNeigh(ns netns.NsHandle, stop chan struct{}) (<-chan ne
 		s.Close()
 		return nil, fmt.Errorf("neighbor subscription: receive buffer: %w", err)
 	}
-	if _, err := askNeighDump(s, unix.AF_UNSPEC); err != nil {
+	ports, err := workloadPorts(ns)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("neighbor subscription: %w", err)
+	}
+	if _, err := askNeighDump(s, unix.AF_UNSPEC, 0); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("neighbor subscription: %w", err)
 	}
@@ -50,16 +65,15 @@ func (l *Linux) subscribeNeigh(ns netns.NsHandle, stop chan struct{}) (<-chan ne
 		s.Close()
 	}()
 	ch := make(chan netlink.NeighUpdate, subChanNeigh)
-	go l.readNeigh(s, ch, l.subError(done, "neighbor"))
+	go l.readNeigh(s, ch, ports, l.subError(done, "neighbor"))
 	return ch, nil
 }
 
 // readNeigh delivers s's events to ch until the socket fails or is
-// closed, then closes ch. After the first dump it asks for the bridge FDB
-// (the kernel serves one dump at a time on a socket).
-func (l *Linux) readNeigh(s *nl.NetlinkSocket, ch chan<- netlink.NeighUpdate, cberr func(error)) {
+// closed, then closes ch. After each dump it asks for the bridge FDB of
+// the next of ports (the kernel serves one dump at a time on a socket).
+func (l *Linux) readNeigh(s *nl.NetlinkSocket, ch chan<- netlink.NeighUpdate, ports []int, cberr func(error)) {
 	defer close(ch)
-	listBridge := true
 	for {
 		msgs, from, err := s.Receive()
 		if err != nil {
@@ -75,12 +89,12 @@ func (l *Linux) readNeigh(s *nl.NetlinkSocket, ch chan<- netlink.NeighUpdate, cb
 			}
 			switch m.Header.Type {
 			case unix.NLMSG_DONE:
-				if listBridge {
-					listBridge = false
-					if _, err := askNeighDump(s, unix.AF_BRIDGE); err != nil {
+				if len(ports) > 0 {
+					if _, err := askNeighDump(s, unix.AF_BRIDGE, ports[0]); err != nil {
 						cberr(fmt.Errorf("neighbor subscription: %w", err))
 						return
 					}
+					ports = ports[1:]
 				}
 				continue
 			case unix.NLMSG_ERROR:
@@ -102,9 +116,19 @@ func (l *Linux) readNeigh(s *nl.NetlinkSocket, ch chan<- netlink.NeighUpdate, cb
 
 // askNeighDump asks the kernel, and only the kernel, for a dump of
 // family's neighbors on s, and returns the request's sequence number.
-func askNeighDump(s *nl.NetlinkSocket, family int) (uint32, error) {
+// With port not 0 the family must be AF_BRIDGE, and the dump holds the
+// FDB entries on that bridge port: the kernel reads that filter from an
+// ifinfomsg header only (as `bridge fdb show brport` sends), never from
+// an ndmsg.
+func askNeighDump(s *nl.NetlinkSocket, family, port int) (uint32, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGH, unix.NLM_F_DUMP)
-	req.AddData(&netlink.Ndmsg{Family: uint8(family)})
+	if port != 0 {
+		m := nl.NewIfInfomsg(family)
+		m.Index = int32(port)
+		req.AddData(m)
+	} else {
+		req.AddData(&netlink.Ndmsg{Family: uint8(family)})
+	}
 	if err := unix.Sendto(s.GetFd(), req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return 0, fmt.Errorf("list neighbors of family %d: %w", family, err)
 	}
@@ -155,4 +179,31 @@ func learnerFilter() []unix.SockFilter {
 		/* 10 */ {Code: ret, K: 0},
 		/* 11 */ {Code: ret, K: accept},
 	}
+}
+
+// workloadPorts lists the bridge ports of namespace ns that are not VXLAN
+// devices, by index.
+func workloadPorts(ns netns.NsHandle) ([]int, error) {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle: %w", err)
+	}
+	defer h.Close()
+	links, err := kernel.Dump("links", h.LinkList)
+	if err != nil {
+		return nil, err
+	}
+	bridges := map[int]bool{}
+	for _, ln := range links {
+		if ln.Type() == "bridge" {
+			bridges[ln.Attrs().Index] = true
+		}
+	}
+	var out []int
+	for _, ln := range links {
+		if a := ln.Attrs(); bridges[a.MasterIndex] && ln.Type() != "vxlan" {
+			out = append(out, a.Index)
+		}
+	}
+	return out, nil
 }
