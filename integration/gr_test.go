@@ -231,7 +231,6 @@ func testGracefulRestart(t *testing.T, topology string, helper grHelper) {
 		// prune starts only after host1 logs "bgp converged", so the log
 		// is read after the FDB dump: when it still lacks a new line, the
 		// dump was taken before any prune and must hold every MAC.
-		count := func(log, line string) int { return strings.Count(log, line) }
 		deadline := time.Now().Add(converge)
 		for {
 			if err := vm1At2(); err != nil {
@@ -239,7 +238,7 @@ func testGracefulRestart(t *testing.T, topology string, helper grHelper) {
 			}
 			dumped := wantRemote(tenant1, "02:5a:47:", grMACs)
 			log := readLog(t, l, "host1")
-			if count(log, "bgp converged") > count(logBefore, "bgp converged") {
+			if strings.Count(log, "bgp converged") > strings.Count(logBefore, "bgp converged") {
 				break
 			}
 			if dumped != nil {
@@ -251,7 +250,7 @@ func testGracefulRestart(t *testing.T, topology string, helper grHelper) {
 			time.Sleep(pollEvery)
 		}
 		lab.Eventually(t, converge, pollEvery, func() error {
-			if log := readLog(t, l, "host1"); count(log, "kernel synced with control plane") <= count(logBefore, "kernel synced with control plane") {
+			if log := readLog(t, l, "host1"); strings.Count(log, "kernel synced with control plane") <= strings.Count(logBefore, "kernel synced with control plane") {
 				return fmt.Errorf("restarted evpnd (%s) has not synced with the control plane", mode.name)
 			}
 			return nil

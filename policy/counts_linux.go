@@ -71,7 +71,7 @@ func kernelRunSets(c *nftables.Conn) []*nftSet {
 	}
 	var out []*nftSet
 	for _, s := range sets {
-		if strings.HasPrefix(s.Name, runPre) {
+		if strings.HasPrefix(s.Name, RunPrefix) {
 			out = append(out, &nftSet{name: s.Name, key: s.KeyType, interval: s.Interval, concat: s.Concatenation, counter: true})
 		}
 	}

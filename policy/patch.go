@@ -14,9 +14,8 @@ import (
 // validating and compiling the whole policy, it checks the changed rules,
 // compiles only their chains and patches those chains' kernel rules and
 // sets into a copy of the ruleset in force. The patched ruleset is what
-// Compile would make of the
-// new policy; whatever the fast path cannot prove that for, it declines,
-// and the engine takes the full path.
+// Compile would make of the new policy; whatever the fast path cannot
+// prove that for, it declines, and the engine takes the full path.
 
 // snapshot is the engine's own deep copy of the policy and binding in
 // force, so that callers reusing the slices they passed cannot change
@@ -469,7 +468,7 @@ func (rs *Ruleset) restructure(out *rulePatch, inet *nftTable, c *compiler, p Po
 	}
 	// The segment defaults' counters stay as they were.
 	for _, o := range rs.inet.counters {
-		if !strings.HasPrefix(o.Name, counterPre) {
+		if strings.HasPrefix(o.Name, defaultPre) {
 			inet.counters = append(inet.counters, o)
 		}
 	}

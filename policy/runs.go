@@ -43,8 +43,6 @@ import (
 // ruleset back tell runs from other sets.
 const RunPrefix = "run_"
 
-const runPre = RunPrefix
-
 // mergeable reports whether r may be held as run elements, whatever
 // the other rules of its chain are.
 func mergeable(r Rule) bool {
@@ -318,7 +316,7 @@ type runKind struct {
 // name names the run of kind k in chain.
 func (k runKind) name(chain string) string {
 	var b strings.Builder
-	b.WriteString(runPre + chain + "_")
+	b.WriteString(RunPrefix + chain + "_")
 	switch {
 	case k.addr:
 		b.WriteString(famSuffix(k.f))
