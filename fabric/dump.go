@@ -2,9 +2,7 @@ package fabric
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -20,31 +18,33 @@ func handleList(h *netlink.Handle) listNeigh {
 	return func(family int) ([]netlink.Neigh, error) { return h.NeighList(0, family) }
 }
 
-// dumpNeighAt lists family's neighbors in ns on a socket of its own that
-// ctx's end closes: the kernel fills a dump's messages as they are read,
-// so once the socket is gone the kernel does no more of it. A snapshot
-// needs that: at 250k entries the FDB dump costs the kernel many seconds
-// (each message walks the table again), and a repair's snapshot gives way
-// when routes start to be written (see daemon.snapshotGate). It ends in
-// context.Cause(ctx) when ctx ended, netlink.ErrDumpInterrupted when the
-// table changed under the dump (kernel.Dump retries); a dump read to its
-// end before ctx ended is whole and returned.
-func dumpNeighAt(ctx context.Context, ns netns.NsHandle, family int) ([]netlink.Neigh, error) {
+// listAt lists neighbors in ns on a socket of its own that ctx's end
+// closes: the kernel fills a dump's messages as they are read, so once
+// the socket is gone the kernel does no more of it. A snapshot needs
+// that: at 250k entries the FDB dump costs the kernel many seconds (each
+// message walks the table again), and a repair's snapshot gives way when
+// routes start to be written (see daemon.snapshotGate). A listing ends in
+// context.Cause(ctx) when ctx ended under it, netlink.ErrDumpInterrupted
+// when the table changed under the dump (kernel.Dump retries); one read
+// to its end before ctx ended is whole and returned. done releases the
+// socket.
+func listAt(ctx context.Context, ns netns.NsHandle) (list listNeigh, done func(), err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, context.Cause(ctx)
+		return nil, nil, context.Cause(ctx)
 	}
 	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
 	if err != nil {
-		return nil, fmt.Errorf("netlink socket: %w", err)
+		return nil, nil, fmt.Errorf("netlink socket: %w", err)
 	}
-	defer s.Close()
 	stop := context.AfterFunc(ctx, s.Close)
-	defer stop()
-	out, err := readNeighDump(s, family)
-	if err != nil && ctx.Err() != nil {
-		return nil, context.Cause(ctx) // the socket was closed under it
+	list = func(family int) ([]netlink.Neigh, error) {
+		out, err := readNeighDump(s, family)
+		if err != nil && ctx.Err() != nil {
+			return nil, context.Cause(ctx) // the socket was closed under it
+		}
+		return out, err
 	}
-	return out, err
+	return list, func() { stop(); s.Close() }, nil
 }
 
 // readNeighDump asks the kernel for a dump of family's neighbors on s and
@@ -79,10 +79,8 @@ func readNeighDump(s *nl.NetlinkSocket, family int) ([]netlink.Neigh, error) {
 			}
 			switch m.Header.Type {
 			case unix.NLMSG_DONE, unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if e := int32(binary.NativeEndian.Uint32(m.Data[0:4])); e != 0 {
-						return nil, fmt.Errorf("list neighbors of family %d: %w", family, syscall.Errno(-e))
-					}
+				if err := kernelErr(m); err != nil {
+					return nil, fmt.Errorf("list neighbors of family %d: %w", family, err)
 				}
 				if interrupted {
 					return nil, netlink.ErrDumpInterrupted

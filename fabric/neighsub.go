@@ -98,8 +98,8 @@ func (l *Linux) readNeigh(s *nl.NetlinkSocket, ch chan<- netlink.NeighUpdate, po
 				}
 				continue
 			case unix.NLMSG_ERROR:
-				if e := int32(binary.NativeEndian.Uint32(m.Data[0:4])); e != 0 {
-					cberr(syscall.Errno(-e))
+				if err := kernelErr(m); err != nil {
+					cberr(err)
 					return
 				}
 				continue
@@ -206,4 +206,16 @@ func workloadPorts(ns netns.NsHandle) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// kernelErr is the error an NLMSG_ERROR or NLMSG_DONE message carries:
+// nil for none (an acknowledgement, a dump's end without one).
+func kernelErr(m syscall.NetlinkMessage) error {
+	if len(m.Data) < 4 {
+		return nil
+	}
+	if e := int32(binary.NativeEndian.Uint32(m.Data[0:4])); e != 0 {
+		return syscall.Errno(-e)
+	}
+	return nil
 }

@@ -410,7 +410,11 @@ func (l *Linux) Snapshot(ctx context.Context) (*Snapshot, error) {
 	for _, j := range jobs {
 		err := func() error {
 			defer j.ns.Close()
-			list := func(family int) ([]netlink.Neigh, error) { return dumpNeighAt(ctx, j.ns, family) }
+			list, done, err := listAt(ctx, j.ns)
+			if err != nil {
+				return err
+			}
+			defer done()
 			v, err := dumpView(list, j.brVNI, j.vxVNI)
 			if err != nil {
 				return err

@@ -127,9 +127,14 @@ func TestPrivilegedSnapshotStops(t *testing.T) {
 	}
 	defer ns.Close()
 	midway, stop := context.WithCancelCause(ctx)
+	list, done, err := listAt(midway, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
 	timer := time.AfterFunc(time.Millisecond, func() { stop(cause) })
 	defer timer.Stop()
-	fdb, err := dumpNeighAt(midway, ns, unix.AF_BRIDGE)
+	fdb, err := list(unix.AF_BRIDGE)
 	switch {
 	case err == nil && len(fdb) < 2*n:
 		t.Errorf("a dump that reports no error holds %d entries, want %d (bridge and vxlan)", len(fdb), 2*n)
