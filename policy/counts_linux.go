@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -111,9 +112,10 @@ func runPairs(old, next *nftTable) []runPair {
 
 // countsGone reads what the counters of a change drop hold: the named
 // counters of old that next has no more, and the run elements that a
-// pair's next deletes (asked for by key, in namespace ns) or that go with
-// their set. Nothing is read when nothing goes.
-func countsGone(c *nftables.Conn, ns int, old, next []*nftables.CounterObj, runs []runPair) (map[string]counts, error) {
+// pair's next deletes (asked for by key, on t's batch socket) or that go
+// with their set. Nothing is read when nothing goes.
+func countsGone(t *tenantState, old, next []*nftables.CounterObj, runs []runPair) (map[string]counts, error) {
+	c := t.conn
 	gone := map[string]counts{}
 	keep := map[string]bool{}
 	for _, o := range next {
@@ -140,7 +142,12 @@ func countsGone(c *nftables.Conn, ns int, old, next []*nftables.CounterObj, runs
 		if p.next == nil {
 			got, err = readRunCounts(c, []*nftSet{p.old}, nil)
 		} else if _, dels := elemChanges(p.old, p.next); len(dels) > 0 {
-			got, err = elemCounts(ns, p.old.name, dels)
+			if got, err = elemCounts(t.nl, p.old.name, dels); err != nil {
+				// Unread answers may be left on the socket.
+				if rerr := t.redial(); rerr != nil {
+					err = errors.Join(err, rerr)
+				}
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -153,8 +160,11 @@ func countsGone(c *nftables.Conn, ns int, old, next []*nftables.CounterObj, runs
 // elemCounts reads the counters of some elements of the run set of the
 // inet table in namespace ns by key, and sums them by the elements' rules
 // (their Comment): the kernel answers with those elements, not the whole
-// set. It asks on a socket of its own, which has no answers pending.
-func elemCounts(ns int, set string, elems []nftables.SetElement) (map[string]counts, error) {
+// set. nl must have no answers pending. It is not a socket of its own:
+// closing a netfilter socket waits for the kernel to finish destroying
+// what the last commit removed (nf_tables_trans_destroy_flush_work, an
+// RCU grace period), which cost a one-rule change 7 ms.
+func elemCounts(nl *mnl.Conn, set string, elems []nftables.SetElement) (map[string]counts, error) {
 	rule := map[string]string{}
 	ae := mnl.NewAttributeEncoder()
 	for i, e := range elems {
@@ -183,12 +193,10 @@ func elemCounts(ns int, set string, elems []nftables.SetElement) (map[string]cou
 	if err != nil {
 		return nil, fmt.Errorf("set %s: encode element request: %w", set, err)
 	}
-	nl, err := mnl.Dial(unix.NETLINK_NETFILTER, &mnl.Config{NetNS: ns})
-	if err != nil {
-		return nil, fmt.Errorf("set %s: netfilter netlink socket: %w", set, err)
-	}
-	defer nl.Close()
-	msgs, err := nl.Execute(mnl.Message{
+	// The kernel answers each element with a message of its own, then
+	// acknowledges the request: read up to the acknowledgement, not just
+	// the first answer, or the rest would be lost (and left unread).
+	req, err := nl.Send(mnl.Message{
 		Header: mnl.Header{Type: mnl.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSETELEM), Flags: mnl.Request | mnl.Acknowledge},
 		Data:   append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, data...),
 	})
@@ -196,15 +204,26 @@ func elemCounts(ns int, set string, elems []nftables.SetElement) (map[string]cou
 		return nil, fmt.Errorf("set %s: read element counters: %w", set, err)
 	}
 	out := map[string]counts{}
-	for _, m := range msgs {
-		if len(m.Data) < 4 {
-			continue
+	for {
+		msgs, err := nl.Receive()
+		if err != nil {
+			return nil, fmt.Errorf("set %s: read element counters: %w", set, err)
 		}
-		if err := decodeElemCounts(m.Data[4:], rule, out); err != nil {
-			return nil, fmt.Errorf("set %s: %w", set, err)
+		for _, m := range msgs {
+			if m.Header.Sequence != req.Header.Sequence {
+				return nil, fmt.Errorf("set %s: read element counters: answer to request %d, want %d", set, m.Header.Sequence, req.Header.Sequence)
+			}
+			if m.Header.Type == mnl.Error {
+				return out, nil // the acknowledgement; errors come back from Receive
+			}
+			if len(m.Data) < 4 {
+				continue
+			}
+			if err := decodeElemCounts(m.Data[4:], rule, out); err != nil {
+				return nil, fmt.Errorf("set %s: %w", set, err)
+			}
 		}
 	}
-	return out, nil
 }
 
 // decodeElemCounts adds the counters of the elements of a NEWSETELEM

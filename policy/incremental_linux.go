@@ -38,7 +38,7 @@ type handles map[chainRef][]uint64
 // t's batch socket. On error nothing changed in the kernel (one batch);
 // errReplace wrapped says a full replace is needed.
 func applyChanges(t *tenantState, old, next *Ruleset) error {
-	gone, err := countsGone(t.conn, int(t.ns), old.inet.counters, next.inet.counters, runPairs(old.inet, next.inet))
+	gone, err := countsGone(t, old.inet.counters, next.inet.counters, runPairs(old.inet, next.inet))
 	if err != nil {
 		return err
 	}
@@ -387,7 +387,7 @@ func applyPatch(t *tenantState, rp *rulePatch) error {
 			runs = append(runs, runPair(sp))
 		}
 	}
-	gone, err := countsGone(t.conn, int(t.ns), nil, nil, runs)
+	gone, err := countsGone(t, nil, nil, runs)
 	if err != nil {
 		return err
 	}

@@ -677,7 +677,9 @@ func TestPrivilegedHandlesLearnedAfterReplace(t *testing.T) {
 // run (see runs.go) through what takes its elements away: an edit of the
 // rule itself, its move out of the runs (a rule that logs keeps a kernel
 // rule and a named counter) and back, and a full replace. The count may
-// only grow, and keeps counting.
+// only grow, and keeps counting. Once the rule has two ports, two elements
+// count it, and each sees traffic: taking them away must keep both counts,
+// which the kernel reports in a message per element.
 func TestPrivilegedRunCountsSurvive(t *testing.T) {
 	l := newLab(t)
 	e, log := newLoggedEngine(t)
@@ -687,10 +689,15 @@ func TestPrivilegedRunCountsSurvive(t *testing.T) {
 	}
 	w1, w2 := l.w["w1"], l.w["w2"]
 	l.listenTCP(w1, 8080)
+	l.listenTCP(w1, 8082)
 	p := filterPolicy()
-	// A second rule in web-8080's run: a run holds at least minRun rules.
-	p.Rules = append(p.Rules, Rule{Name: "web-8090", Direction: Ingress, Target: Target{Port: "tap-a"}, Protocol: ProtoTCP,
-		Ports: []PortRange{{8090, 8090}}, Action: ActionAllow})
+	// Two more rules in web-8080's run: a run holds at least minRun
+	// rules, and this one must outlive web-8080's leaving it, so that
+	// only web-8080's elements go.
+	for _, port := range []uint16{8090, 8091} {
+		p.Rules = append(p.Rules, Rule{Name: fmt.Sprintf("web-%d", port), Direction: Ingress, Target: Target{Port: "tap-a"}, Protocol: ProtoTCP,
+			Ports: []PortRange{{port, port}}, Action: ActionAllow})
+	}
 	last := uint64(0)
 	step := func(what string, q Policy, replace, merged bool) {
 		t.Helper()
@@ -708,8 +715,11 @@ func TestPrivilegedRunCountsSurvive(t *testing.T) {
 		if got := counters(t, e)["web-8080"].Packets; got < last {
 			t.Fatalf("%s: web-8080 counted %d, %d before", what, got, last)
 		}
-		if c, err := l.dialTCP(w2, "10.0.1.11:8080"); err != nil || echo(c) != nil {
-			t.Fatalf("%s: allowed port: %v", what, err)
+		for _, pr := range q.Rules[0].Ports {
+			addr := fmt.Sprintf("10.0.1.11:%d", pr.From)
+			if c, err := l.dialTCP(w2, addr); err != nil || echo(c) != nil {
+				t.Fatalf("%s: allowed port %s: %v", what, addr, err)
+			}
 		}
 		got := counters(t, e)["web-8080"].Packets
 		if got <= last {
@@ -719,7 +729,7 @@ func TestPrivilegedRunCountsSurvive(t *testing.T) {
 	}
 	step("first apply", p, false, true)
 	p.Rules = slices.Clone(p.Rules)
-	p.Rules[0].Ports = []PortRange{{8080, 8080}, {8081, 8081}}
+	p.Rules[0].Ports = []PortRange{{8080, 8080}, {8082, 8082}}
 	step("edit of the rule", p, false, true)
 	p.Rules[0].Log = true
 	step("out of the runs", p, false, false)
