@@ -372,14 +372,15 @@ func runScale(ctx context.Context, n int, opts Options) (sc Scale, err error) {
 	if sc.NftElements, err = countRunElements(l.tenant.ns); err != nil {
 		return sc, err
 	}
-	// P3: each repeat changes a different rule; the last change is undone
-	// by the next one's fresh copy of p.
+	// P3: each repeat changes a different rule of the policy applied last,
+	// so that each apply differs from the one before in one rule.
+	q := p
 	for i := range opts.Repeats {
 		if err := ctx.Err(); err != nil {
 			return sc, err
 		}
 		rule := (n - 1) * (i + 1) / (opts.Repeats + 1)
-		q := ChangeOne(p, rule, uint16(60000+i))
+		q = ChangeOne(q, rule, uint16(60000+i))
 		start := time.Now()
 		res, err := e.Apply(ctx, b, q)
 		if err != nil {
