@@ -290,7 +290,7 @@ func TestPrivilegedIncrementalSequence(t *testing.T) {
 		q.Segments = slices.Clone(p.Segments)
 		i := rng.IntN(len(q.Rules))
 		var what string
-		switch k := rng.IntN(12); {
+		switch k := rng.IntN(13); {
 		case k == 0 || len(q.Rules) < 5:
 			r := q.Rules[i]
 			r.Name, r.Priority = fmt.Sprintf("n%d", next), rng.IntN(60)
@@ -359,6 +359,17 @@ func TestPrivilegedIncrementalSequence(t *testing.T) {
 			q.Rules[i].Protocol, q.Rules[i].Ports, q.Rules[i].ICMPTypes = ProtoICMPv6, nil, nil
 			q.Rules[i].Remote = Remote{AddressGroup: "v4only"}
 			what = "rule " + q.Rules[i].Name + " to icmpv6 from group v4only"
+		case k == 12:
+			// Edits of several rules at once, each of which could be
+			// made alone by moving its elements (see editAllInPlace).
+			what = "ports of"
+			for range 2 + rng.IntN(2) {
+				j := rng.IntN(len(q.Rules))
+				q.Rules[j].Ports = []PortRange{{uint16(5000 + rng.IntN(500)), uint16(5000 + rng.IntN(500))}}
+				q.Rules[j].Ports[0].To = max(q.Rules[j].Ports[0].From, q.Rules[j].Ports[0].To)
+				q.Rules[j].Protocol, q.Rules[j].ICMPTypes = ProtoTCP, nil
+				what += " " + q.Rules[j].Name
+			}
 		default:
 			defaults := []Action{ActionAllow, ActionDeny, ActionReject}
 			q.Segments = []SegmentDefault{{Segment: "web", Ingress: defaults[rng.IntN(3)], Egress: defaults[rng.IntN(3)]}}
@@ -375,6 +386,70 @@ func TestPrivilegedIncrementalSequence(t *testing.T) {
 			t.Fatalf("step %d (%s): incremental apply differs from a full apply:\n%s", step, what, lineDiff(got, want))
 		}
 		p = q
+	}
+}
+
+// TestEditAllInPlace edits the ports of three rules, two in one chain,
+// none of them moving to another level: the patch only moves their
+// elements, and its sets are what a compile of the edited policy makes.
+func TestEditAllInPlace(t *testing.T) {
+	addrs := map[string][]netip.Addr{
+		"tap-a": {netip.MustParseAddr("10.0.1.11")},
+		"tap-b": {netip.MustParseAddr("10.0.1.12")},
+		"tap-c": {netip.MustParseAddr("10.0.2.21")},
+	}
+	b := bareBinding("x")
+	p := scalePolicy(40)
+	rs, err := Compile(p, b, addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := p
+	q.Rules = slices.Clone(p.Rules)
+	idx := []int{1, 13, 22} // 1 and 13 share a chain and a run
+	for n, i := range idx {
+		q.Rules[i].Ports = []PortRange{{uint16(7000 + n), uint16(7000 + n)}}
+	}
+	rp, ok := rs.editAllInPlace(rs.patchCompiler(q, b, idx), rs.setIndex(), q, p, idx)
+	if !ok {
+		t.Fatal("the edits were not made in place")
+	}
+	if len(rp.sets) == 0 {
+		t.Fatal("the patch changes no set")
+	}
+	want, err := Compile(q, b, addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSets := map[string]*nftSet{}
+	for _, s := range want.inet.sets {
+		wantSets[s.name] = s
+	}
+	same := func(a, b *nftSet) bool { return b != nil && slices.EqualFunc(a.elems, b.elems, sameElem) }
+	for _, s := range rp.rs.inet.sets {
+		if !same(s, wantSets[s.name]) {
+			t.Errorf("set %s of the patched ruleset differs from a compile of the edited policy", s.name)
+		}
+	}
+	// What goes to the kernel: each changed set once, from the applied
+	// ruleset's set to the compiled one.
+	patched := map[string]setPatch{}
+	for _, sp := range rp.sets {
+		if _, twice := patched[sp.next.name]; twice {
+			t.Errorf("set %s patched twice", sp.next.name)
+		}
+		patched[sp.next.name] = sp
+		if !slices.Contains(rs.inet.sets, sp.old) {
+			t.Errorf("set %s: the patch does not start from the applied ruleset's set", sp.next.name)
+		}
+		if !same(sp.next, wantSets[sp.next.name]) {
+			t.Errorf("set %s: the patch ends elsewhere than a compile of the edited policy", sp.next.name)
+		}
+	}
+	for _, s := range rs.inet.sets {
+		if _, ok := patched[s.name]; !ok && !same(s, wantSets[s.name]) {
+			t.Errorf("set %s changed but is not patched", s.name)
+		}
 	}
 }
 

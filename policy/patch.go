@@ -178,40 +178,15 @@ type rulePatch struct {
 // patch cannot reach what Compile would make of p: a changed rule marks
 // packets (marks are shared by the whole table), or a set changes type.
 func (rs *Ruleset) patchRules(old, p Policy, b Binding, idx []int) (*rulePatch, error) {
-	c := &compiler{
-		p:        p,
-		b:        b,
-		portSeg:  map[string]string{},
-		segments: map[string]SegmentBinding{},
-		rs:       &Ruleset{runs: map[string][]string{}, spaces: map[string][]space{}, levels: map[string][]int{}},
-		inet:     &nftTable{family: rs.inet.family, name: rs.inet.name},
-		marks:    map[uint32]bool{},
-		qos:      map[string]PortQoS{},
-		ruleSets: map[string]bool{},
-		merged:   map[string]bool{},
-		groups:   maps.Clone(rs.groups),
-		prev:     rs,
-		changed:  map[string]bool{},
-	}
-	for _, i := range idx {
-		c.changed[p.Rules[i].Name] = true
-	}
-	for _, s := range b.Segments {
-		c.segments[s.Name] = s
-	}
+	c := rs.patchCompiler(p, b, idx)
 	chainAt := map[string]int{}
 	for i, ch := range rs.inet.chains {
 		chainAt[ch.name] = i
 	}
-	setAt := map[string]int{}
-	for i, s := range rs.inet.sets {
-		setAt[s.name] = i
-	}
+	setAt := rs.setIndex()
 
-	if len(idx) == 1 {
-		if rp, ok := rs.editInPlace(c, setAt, p.Rules[idx[0]], old.Rules[idx[0]]); ok {
-			return rp, nil
-		}
+	if rp, ok := rs.editAllInPlace(c, setAt, p, old, idx); ok {
+		return rp, nil
 	}
 
 	// The chains to compile anew, each named by one of its changed rules.
@@ -330,6 +305,69 @@ func (rs *Ruleset) patchedSpaces(c *compiler, chains []string) (map[string][]spa
 		spaces[ch], levels[ch] = c.rs.spaces[ch], c.rs.levels[ch]
 	}
 	return spaces, levels
+}
+
+// patchCompiler returns a compiler of the chains of p's rules at idx,
+// which takes what it does not compile anew from rs.
+func (rs *Ruleset) patchCompiler(p Policy, b Binding, idx []int) *compiler {
+	c := &compiler{
+		p:        p,
+		b:        b,
+		portSeg:  map[string]string{},
+		segments: map[string]SegmentBinding{},
+		rs:       &Ruleset{runs: map[string][]string{}, spaces: map[string][]space{}, levels: map[string][]int{}},
+		inet:     &nftTable{family: rs.inet.family, name: rs.inet.name},
+		marks:    map[uint32]bool{},
+		qos:      map[string]PortQoS{},
+		ruleSets: map[string]bool{},
+		merged:   map[string]bool{},
+		groups:   maps.Clone(rs.groups),
+		prev:     rs,
+		changed:  map[string]bool{},
+	}
+	for _, i := range idx {
+		c.changed[p.Rules[i].Name] = true
+	}
+	for _, s := range b.Segments {
+		c.segments[s.Name] = s
+	}
+	return c
+}
+
+// setIndex maps the names of rs's inet sets to their places.
+func (rs *Ruleset) setIndex() map[string]int {
+	at := make(map[string]int, len(rs.inet.sets))
+	for i, s := range rs.inet.sets {
+		at[s.name] = i
+	}
+	return at
+}
+
+// editAllInPlace makes the edits of the rules of p at idx one after
+// another with editInPlace, when each of them can be made so, as one
+// patch: each set patched goes from its state in rs to its state after the
+// last edit.
+func (rs *Ruleset) editAllInPlace(c *compiler, setAt map[string]int, p, old Policy, idx []int) (*rulePatch, bool) {
+	cur := rs
+	var sets []setPatch
+	at := map[string]int{} // set name -> index in sets
+	for _, i := range idx {
+		rp, ok := cur.editInPlace(c, setAt, p.Rules[i], old.Rules[i])
+		if !ok {
+			return nil, false
+		}
+		for _, sp := range rp.sets {
+			if j, seen := at[sp.next.name]; seen {
+				sets[j].next = sp.next
+				continue
+			}
+			at[sp.next.name] = len(sets)
+			sets = append(sets, sp)
+		}
+		cur = rp.rs
+	}
+	slices.SortFunc(sets, func(a, b setPatch) int { return strings.Compare(a.next.name, b.next.name) })
+	return &rulePatch{rs: cur, sets: sets}, true
 }
 
 // editInPlace is patchRules' shortcut for the edit of one merged rule r
