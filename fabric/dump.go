@@ -38,7 +38,7 @@ func listAt(ctx context.Context, ns netns.NsHandle) (list listNeigh, done func()
 	}
 	stop := context.AfterFunc(ctx, s.Close)
 	list = func(family int) ([]netlink.Neigh, error) {
-		out, err := readNeighDump(s, family)
+		out, err := readNeighDump(s, family, 0)
 		if err != nil && ctx.Err() != nil {
 			return nil, context.Cause(ctx) // the socket was closed under it
 		}
@@ -47,10 +47,10 @@ func listAt(ctx context.Context, ns netns.NsHandle) (list listNeigh, done func()
 	return list, func() { stop(); s.Close() }, nil
 }
 
-// readNeighDump asks the kernel for a dump of family's neighbors on s and
-// reads it to the end.
-func readNeighDump(s *nl.NetlinkSocket, family int) ([]netlink.Neigh, error) {
-	seq, err := askNeighDump(s, family, 0)
+// readNeighDump asks the kernel for a dump of family's neighbors on s (on
+// bridge port port only, when not 0) and reads it to the end.
+func readNeighDump(s *nl.NetlinkSocket, family, port int) ([]netlink.Neigh, error) {
+	seq, err := askNeighDump(s, family, port)
 	if err != nil {
 		return nil, err
 	}

@@ -177,6 +177,9 @@ func (l *Linux) startLearner(t *tenantNS) error {
 		macs:  make(map[macKey]learnedMAC),
 		ips:   make(map[ipKey]learnedIP),
 	}
+	if t.local == nil {
+		t.local = newLocalMACs()
+	}
 	if l.keepalive > 0 {
 		w, err := newBatchWriter(t.ns)
 		if err != nil {
@@ -249,6 +252,9 @@ func (lr *learner) run(linkCh <-chan netlink.LinkUpdate, neighCh <-chan netlink.
 			if ok = open; ok {
 				lr.neigh(u)
 			}
+		case <-lr.t.local.wake:
+			lr.takenOver(lr.t.local.taken())
+			continue
 		case <-tick:
 			lr.keepalive()
 			continue
@@ -430,26 +436,6 @@ func (lr *learner) macFact(n netlink.Neigh) (macKey, bool) {
 	return macKey{vni: vni, mac: k}, true
 }
 
-// remoteTakeover reports a bridge entry evpnd installed (extern_learn)
-// for a MAC the learner holds as local on another port.
-func (lr *learner) remoteTakeover(u netlink.NeighUpdate) (macKey, bool) {
-	n := u.Neigh
-	if u.Type != unix.RTM_NEWNEIGH || n.Family != unix.AF_BRIDGE || n.MasterIndex == 0 || n.Flags&unix.NTF_EXT_LEARNED == 0 {
-		return macKey{}, false
-	}
-	mac, ok := mac6(n.HardwareAddr)
-	if !ok {
-		return macKey{}, false
-	}
-	vni, ok := lr.segmentBridge(n.MasterIndex)
-	if !ok {
-		return macKey{}, false
-	}
-	k := macKey{vni: vni, mac: mac}
-	old, known := lr.macs[k]
-	return k, known && old.port != n.LinkIndex
-}
-
 // remoteIPTakeover reports a neighbor entry evpnd installed (extern_learn)
 // for an address the learner holds as local.
 func (lr *learner) remoteIPTakeover(u netlink.NeighUpdate) (ipKey, bool) {
@@ -509,6 +495,7 @@ func (lr *learner) neigh(u netlink.NeighUpdate) {
 		}
 		m := learnedMAC{port: n.LinkIndex, name: port.name, vni: k.vni, hwKey: k.mac}
 		lr.macs[k] = m
+		lr.t.local.add(k)
 		if !known {
 			lr.l.localLearned.Add(1)
 		}
@@ -530,14 +517,6 @@ func (lr *learner) neigh(u netlink.NeighUpdate) {
 		// away with its MAC. Forget it now, so that evpnd deleting that
 		// entry later is not taken for the local address going.
 		lr.forgetIP(k, lr.ips[k].mac)
-		return
-	}
-	if k, ok := lr.remoteTakeover(u); ok {
-		// evpnd installed the MAC behind a remote VTEP, over the local
-		// entry: it moved away. Forget it, so that it is learned again
-		// when it comes back (the kernel then moves the entry back to the
-		// port, which is a change the learner must see as new).
-		lr.forgetMAC(k, lr.macs[k])
 		return
 	}
 	if k, usable, ok := lr.ipFact(n); ok {
@@ -590,6 +569,7 @@ func (lr *learner) keepalive() {
 
 func (lr *learner) forgetMAC(k macKey, m learnedMAC) {
 	delete(lr.macs, k)
+	lr.t.local.remove(k)
 	lr.l.localLearned.Add(-1)
 	lr.emit(Learned{Tenant: lr.t.name, VNI: k.vni, MAC: net.HardwareAddr(slices.Clone(k.mac[:])), Port: m.name, Gone: true})
 }

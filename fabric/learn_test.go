@@ -48,7 +48,7 @@ func TestPrivilegedLearnerStaleLinkEvent(t *testing.T) {
 
 	// A learner of its own on the tenant namespace, fed by hand.
 	sink := &Linux{learned: make(chan Learned, 16), done: make(chan struct{})}
-	lr := &learner{l: sink, t: &tenantNS{name: "ta", nsName: ns, h: th}, links: map[int]linkInfo{}, macs: map[macKey]learnedMAC{}, ips: map[ipKey]learnedIP{}}
+	lr := &learner{l: sink, t: &tenantNS{name: "ta", nsName: ns, h: th, local: newLocalMACs()}, links: map[int]linkInfo{}, macs: map[macKey]learnedMAC{}, ips: map[ipKey]learnedIP{}}
 	lr.neigh(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: netlink.Neigh{
 		Family: unix.AF_BRIDGE, LinkIndex: p1.Attrs().Index, MasterIndex: br.Attrs().Index,
 		HardwareAddr: mac, State: unix.NUD_REACHABLE,
@@ -92,6 +92,113 @@ func nextFact(t *testing.T, sink *Linux) Learned {
 	default:
 		t.Fatal("the learner reported nothing")
 		return Learned{}
+	}
+}
+
+// TestPrivilegedLearnerTakeover feeds a learner Linux.write's notices of
+// remote entries written over a MAC it holds as local. Held since before
+// the write, the MAC was taken over: if it is back on its port by the
+// time the learner reads the notice (the workload sent again, and the
+// learner already read that event and found nothing new in it), the
+// learner reports it gone and learned again, as the kernel's events of a
+// move away and back would have; if the remote entry is still there, it
+// is only gone. Held only since the write began and on its port, it was
+// learned after the write and stays.
+func TestPrivilegedLearnerTakeover(t *testing.T) {
+	requireRoot(t)
+	x, l, prefix := singleHost(t)
+	mac := workload(t, x, "p1", "flt-p1-"+suffix(), "")
+	cfg := Config{NetnsPrefix: prefix, VTEP: x.vtep, Tenants: []Tenant{{Name: "ta", Segments: []Segment{{VNI: 320, Ports: []string{"p1"}}}}}}
+	if err := l.Set(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	name := prefix + "ta"
+	th := tenantHandle(t, name)
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	p1, err := th.LinkByName("p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, err := th.LinkByName("br320")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, "bridge", "-n", name, "fdb", "add", mac.String(), "dev", "p1", "master", "dynamic")
+
+	sink := &Linux{learned: make(chan Learned, 16), done: make(chan struct{})}
+	lr := &learner{l: sink, t: &tenantNS{name: "ta", nsName: name, ns: ns, h: th, local: newLocalMACs()}, links: map[int]linkInfo{}, macs: map[macKey]learnedMAC{}, ips: map[ipKey]learnedIP{}}
+	lr.neigh(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: netlink.Neigh{
+		Family: unix.AF_BRIDGE, LinkIndex: p1.Attrs().Index, MasterIndex: br.Attrs().Index,
+		HardwareAddr: mac, State: unix.NUD_REACHABLE,
+	}})
+	if ev := nextFact(t, sink); ev.Gone || ev.Port != "p1" {
+		t.Fatalf("learned %+v", ev)
+	}
+	k := macKey{vni: 320, mac: [6]byte(mac)}
+	ops := []op{{kind: opFDBAdd, vni: 320, mac: mac}}
+	notice := func() {
+		t.Helper()
+		lr.t.local.written(ops, nil, lr.t.local.held(ops))
+		select {
+		case <-lr.t.local.wake:
+		default:
+			t.Fatal("writing over a local MAC did not wake the learner")
+		}
+		lr.takenOver(lr.t.local.taken())
+	}
+
+	// The learner came to hold the MAC while the write was under way (no
+	// held set), and the MAC is on p1: the kernel learned it after the
+	// write, which took nothing over.
+	lr.t.local.written(ops, nil, nil)
+	<-lr.t.local.wake
+	lr.takenOver(lr.t.local.taken())
+	select {
+	case ev := <-sink.learned:
+		t.Fatalf("a MAC learned after the write was reported: %+v", ev)
+	default:
+	}
+	if _, ok := lr.macs[k]; !ok {
+		t.Fatal("the learner forgot a MAC learned after the write")
+	}
+
+	// The learner held the MAC before the write, so the write took it
+	// over; it is on p1 again, so the workload sent since.
+	notice()
+	if ev := nextFact(t, sink); !ev.Gone || ev.Port != "p1" {
+		t.Fatalf("after the notice: %+v, want the MAC gone from p1", ev)
+	}
+	if ev := nextFact(t, sink); ev.Gone || ev.Port != "p1" || ev.MAC.String() != mac.String() {
+		t.Fatalf("after the notice, with the MAC back on p1: %+v, want it learned on p1", ev)
+	}
+	if _, ok := lr.macs[k]; !ok {
+		t.Fatal("the learner does not hold the MAC back on p1")
+	}
+
+	// Now a remote entry really holds it.
+	run(t, "bridge", "-n", name, "fdb", "replace", mac.String(), "dev", "vx320", "master", "extern_learn")
+	notice()
+	if ev := nextFact(t, sink); !ev.Gone || ev.Port != "p1" {
+		t.Fatalf("after the notice: %+v, want the MAC gone from p1", ev)
+	}
+	select {
+	case ev := <-sink.learned:
+		t.Fatalf("the MAC is remote, yet the learner reported %+v", ev)
+	default:
+	}
+	if _, ok := lr.macs[k]; ok {
+		t.Fatal("the learner still holds the MAC")
+	}
+	// Writing over a MAC no longer held wakes nobody.
+	lr.t.local.written(ops, nil, lr.t.local.held(ops))
+	select {
+	case <-lr.t.local.wake:
+		t.Fatal("writing over a MAC the learner does not hold woke it")
+	default:
 	}
 }
 
@@ -146,9 +253,11 @@ func TestPrivilegedSubscriptionIgnoresOtherListers(t *testing.T) {
 
 // TestPrivilegedSubscriptionDropsOwnEvents: the learner's
 // subscription lists the bridge FDB entries of workload ports (not the
-// VXLAN device's, where evpnd's entries are), then reports new entries on the bridge and deletions of entries evpnd did not
-// install, while the kernel drops the deletions of extern_learn entries
-// and the VXLAN device's own extern_learn entries before they reach it.
+// VXLAN device's, where evpnd's entries are), then reports deletions of
+// entries evpnd did not install and IP neighbors evpnd installs, while
+// the kernel drops evpnd's own (extern_learn) bridge FDB entries, on the
+// bridge and on the VXLAN device, and their deletions before they reach
+// it.
 func TestPrivilegedSubscriptionDropsOwnEvents(t *testing.T) {
 	requireRoot(t)
 	l := &Linux{log: slog.New(slog.NewTextHandler(io.Discard, nil)), done: make(chan struct{})}
@@ -168,6 +277,7 @@ func TestPrivilegedSubscriptionDropsOwnEvents(t *testing.T) {
 		typ  uint16
 		mac  string
 		self bool
+		ip   string // of an IP neighbor
 	}
 	// next returns the next event of one of the test's MACs.
 	next := func() event {
@@ -179,8 +289,12 @@ func TestPrivilegedSubscriptionDropsOwnEvents(t *testing.T) {
 				if !ok {
 					t.Fatal("the subscription ended")
 				}
-				if mac := u.Neigh.HardwareAddr.String(); u.Neigh.Family == unix.AF_BRIDGE && strings.HasPrefix(mac, "02:00:00:00:00:") {
-					return event{u.Type, mac, u.Neigh.Flags&unix.NTF_SELF != 0}
+				mac := u.Neigh.HardwareAddr.String()
+				if u.Neigh.Family == unix.AF_BRIDGE && strings.HasPrefix(mac, "02:00:00:00:00:") {
+					return event{u.Type, mac, u.Neigh.Flags&unix.NTF_SELF != 0, ""}
+				}
+				if u.Neigh.Family == unix.AF_INET && u.Neigh.IP.String() == "192.0.2.9" {
+					return event{u.Type, mac, false, u.Neigh.IP.String()}
 				}
 			case <-deadline:
 				t.Fatal("no event in 10 s")
@@ -193,7 +307,7 @@ func TestPrivilegedSubscriptionDropsOwnEvents(t *testing.T) {
 	// and fail the events below).
 	listed := map[event]bool{}
 	want := []event{
-		{unix.RTM_NEWNEIGH, "02:00:00:00:00:10", false},
+		{unix.RTM_NEWNEIGH, "02:00:00:00:00:10", false, ""},
 	}
 	for len(listed) < len(want) {
 		ev := next()
@@ -205,13 +319,15 @@ func TestPrivilegedSubscriptionDropsOwnEvents(t *testing.T) {
 
 	run(t, "bridge", "-n", name, "fdb", "add", "02:00:00:00:00:01", "dev", "vx0", "self", "master", "extern_learn", "dst", "10.1.1.2")
 	run(t, "bridge", "-n", name, "fdb", "del", "02:00:00:00:00:01", "dev", "vx0", "self", "master")
+	run(t, "ip", "-n", name, "neigh", "add", "192.0.2.9", "lladdr", "02:00:00:00:00:09", "dev", "br0", "extern_learn")
 	run(t, "bridge", "-n", name, "fdb", "del", "02:00:00:00:00:10", "dev", "p0", "master")
 	for i, w := range []event{
-		// evpnd's entry arriving on the bridge (a local MAC may have moved
-		// away); not its VXLAN twin, nor the deletion of either.
-		{unix.RTM_NEWNEIGH, "02:00:00:00:00:01", false},
+		// Not evpnd's bridge entry (written over a local MAC, Linux.write
+		// tells the learner), its VXLAN twin, nor the deletion of either;
+		// evpnd's IP neighbor (it may have been a local address).
+		{unix.RTM_NEWNEIGH, "02:00:00:00:00:09", false, "192.0.2.9"},
 		// Not evpnd's: its deletion is reported.
-		{unix.RTM_DELNEIGH, "02:00:00:00:00:10", false},
+		{unix.RTM_DELNEIGH, "02:00:00:00:00:10", false, ""},
 	} {
 		if ev := next(); ev != w {
 			t.Fatalf("event %d: got %+v, want %+v", i, ev, w)

@@ -116,6 +116,9 @@ type tenantNS struct {
 	// l3vni is the tenant's L3VNI (0 when not routed); the learner reads
 	// it to leave the L3VNI bridge out of local learning.
 	l3vni atomic.Uint32
+	// local is what the learner holds as local MACs, for write to tell
+	// it of remote entries written over them.
+	local *localMACs
 }
 
 // segState is one configured segment as last set.

@@ -589,6 +589,40 @@ func TestPrivilegedLearned(t *testing.T) {
 	}
 }
 
+// TestPrivilegedLearnedMovesAway installs a remote entry over a local
+// MAC, as evpnd does when the MAC's route from another VTEP wins: the
+// learner reports the local MAC gone. When the workload sends again, the
+// bridge moves the entry back to its port, and the learner reports the
+// MAC learned anew.
+func TestPrivilegedLearnedMovesAway(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	x, l, prefix := singleHost(t)
+	wname := "fl-p1-" + suffix()
+	mac := workload(t, x, "p1", wname, "192.168.9.2/24")
+	cfg := Config{NetnsPrefix: prefix, VTEP: x.vtep, Tenants: []Tenant{{Name: "ta", Segments: []Segment{{VNI: 310, Ports: []string{"p1"}}}}}}
+	if err := l.Set(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ns := prefix + "ta"
+	run(t, "ip", "-n", ns, "addr", "add", "192.168.9.1/24", "dev", "br310")
+	isMAC := func(ev Learned) bool { return ev.MAC.String() == mac.String() && !ev.IP.IsValid() }
+	poke(t, ns, "192.168.9.2")
+	if got := nextLearned(t, l, isMAC); got.Gone {
+		t.Fatalf("learned %+v", got)
+	}
+	if err := l.Update(ctx, evpn.Diff{Add: evpn.Intents{FDB: []evpn.FDB{{VNI: 310, MAC: mac, VTEP: netip.MustParseAddr("10.77.0.2")}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := nextLearned(t, l, isMAC); !got.Gone || got.Port != "p1" {
+		t.Fatalf("after a remote entry took the MAC over: %+v, want it gone from p1", got)
+	}
+	poke(t, wname, "192.168.9.1")
+	if got := nextLearned(t, l, isMAC); got.Gone || got.Port != "p1" {
+		t.Fatalf("after the workload sent again: %+v, want it learned on p1", got)
+	}
+}
+
 func TestPrivilegedRestartAdopts(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()

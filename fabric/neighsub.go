@@ -139,11 +139,13 @@ func askNeighDump(s *nl.NetlinkSocket, family, port int) (uint32, error) {
 // neighbor events the kernel sends on its own (not dump replies, which
 // carry NLM_F_MULTI and may hold many entries behind the first), those of
 // entries flagged NTF_EXT_LEARNED, that is evpnd's, when they are
-// deletions or the VXLAN device's own (NTF_SELF) entries. The learner
-// needs neither: a remote entry arriving on the bridge over a local one,
-// which still passes, is how it learns a MAC moved away. Everything else
-// is accepted. Every event is a message of its own, so the filter sees
-// each at offset 0.
+// deletions, the VXLAN device's own (NTF_SELF) entries, or bridge FDB
+// entries. The learner needs none of them: evpnd's remote entry arriving
+// on the bridge over a local one is how a MAC moves away, and Linux.write
+// tells the learner of those itself (see localMACs). An IP neighbor evpnd
+// installs over a local address still passes (remoteIPTakeover).
+// Everything else is accepted. Every event is a message of its own, so
+// the filter sees each at offset 0.
 func learnerFilter() []unix.SockFilter {
 	// Netlink headers are in host byte order; a BPF halfword load reads
 	// network (big-endian) order, and a byte load reads one byte.
@@ -158,6 +160,7 @@ func learnerFilter() []unix.SockFilter {
 	}
 	const (
 		typeOffset = 4                      // nlmsghdr.nlmsg_type
+		ndmFamily  = unix.NLMSG_HDRLEN      // ndmsg.ndm_family
 		ndmFlags   = unix.NLMSG_HDRLEN + 10 // ndmsg.ndm_flags
 		accept     = 0xffffffff
 		ldh, ldb   = unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, unix.BPF_LD | unix.BPF_B | unix.BPF_ABS
@@ -168,16 +171,18 @@ func learnerFilter() []unix.SockFilter {
 	return []unix.SockFilter{
 		/* 0 */ {Code: ldh, K: typeOffset},
 		/* 1 */ {Code: jeq, K: newNeigh, Jt: 1, Jf: 0}, // to 3
-		/* 2 */ {Code: jeq, K: delNeigh, Jt: 0, Jf: 8}, // to 3; else accept
+		/* 2 */ {Code: jeq, K: delNeigh, Jt: 0, Jf: 10}, // to 3; else accept
 		/* 3 */ {Code: ldb, K: flagsLow},
-		/* 4 */ {Code: jset, K: unix.NLM_F_MULTI, Jt: 6, Jf: 0}, // a dump reply: accept
+		/* 4 */ {Code: jset, K: unix.NLM_F_MULTI, Jt: 8, Jf: 0}, // a dump reply: accept
 		/* 5 */ {Code: ldb, K: ndmFlags},
-		/* 6 */ {Code: jset, K: unix.NTF_EXT_LEARNED, Jt: 0, Jf: 4}, // not evpnd's: accept
-		/* 7 */ {Code: jset, K: unix.NTF_SELF, Jt: 2, Jf: 0}, // the VXLAN device's: drop
+		/* 6 */ {Code: jset, K: unix.NTF_EXT_LEARNED, Jt: 0, Jf: 6}, // not evpnd's: accept
+		/* 7 */ {Code: jset, K: unix.NTF_SELF, Jt: 4, Jf: 0}, // the VXLAN device's: drop
 		/* 8 */ {Code: ldh, K: typeOffset},
-		/* 9 */ {Code: jeq, K: delNeigh, Jt: 0, Jf: 1}, // a deletion: drop; else accept
-		/* 10 */ {Code: ret, K: 0},
-		/* 11 */ {Code: ret, K: accept},
+		/* 9 */ {Code: jeq, K: delNeigh, Jt: 2, Jf: 0}, // a deletion: drop
+		/* 10 */ {Code: ldb, K: ndmFamily},
+		/* 11 */ {Code: jeq, K: unix.AF_BRIDGE, Jt: 0, Jf: 1}, // a bridge entry: drop; else accept
+		/* 12 */ {Code: ret, K: 0},
+		/* 13 */ {Code: ret, K: accept},
 	}
 }
 
