@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +16,52 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/evpnd/evpnd/evpn"
 )
+
+// handFed is a tenant "ta" with segment vni and workload port p1, set up
+// by a real Linux, and a learner of its own on the tenant namespace, fed
+// by hand, reporting into sink; with the workload's MAC, and p1 and the
+// segment bridge as the kernel has them.
+type handFed struct {
+	lr     *learner
+	sink   *Linux
+	ns     string
+	mac    net.HardwareAddr
+	p1, br netlink.Link
+}
+
+func handFedLearner(t *testing.T, vni evpn.VNI, wname string) handFed {
+	t.Helper()
+	x, l, prefix := singleHost(t)
+	mac := workload(t, x, "p1", wname+"-"+suffix(), "")
+	cfg := Config{NetnsPrefix: prefix, VTEP: x.vtep, Tenants: []Tenant{{Name: "ta", Segments: []Segment{{VNI: vni, Ports: []string{"p1"}}}}}}
+	if err := l.Set(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	name := prefix + "ta"
+	th := tenantHandle(t, name)
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	p1, err := th.LinkByName("p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, err := th.LinkByName(fmt.Sprintf("br%d", vni))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1.Attrs().MasterIndex != br.Attrs().Index {
+		t.Fatalf("p1 is not in %s: master %d", br.Attrs().Name, p1.Attrs().MasterIndex)
+	}
+	sink := &Linux{learned: make(chan Learned, 16), done: make(chan struct{})}
+	lr := &learner{l: sink, t: &tenantNS{name: "ta", nsName: name, ns: ns, h: th, local: newLocalMACs()}, links: map[int]linkInfo{}, macs: map[macKey]learnedMAC{}, ips: map[ipKey]learnedIP{}}
+	return handFed{lr: lr, sink: sink, ns: name, mac: mac, p1: p1, br: br}
+}
 
 // TestPrivilegedLearnerStaleLinkEvent feeds a learner the event order a
 // port moved in and enslaved can produce: the neighbor event of a MAC
@@ -26,29 +73,8 @@ import (
 // forgets it.
 func TestPrivilegedLearnerStaleLinkEvent(t *testing.T) {
 	requireRoot(t)
-	x, l, prefix := singleHost(t)
-	mac := workload(t, x, "p1", "fls-p1-"+suffix(), "")
-	cfg := Config{NetnsPrefix: prefix, VTEP: x.vtep, Tenants: []Tenant{{Name: "ta", Segments: []Segment{{VNI: 300, Ports: []string{"p1"}}}}}}
-	if err := l.Set(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	ns := prefix + "ta"
-	th := tenantHandle(t, ns)
-	p1, err := th.LinkByName("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	br, err := th.LinkByName("br300")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p1.Attrs().MasterIndex != br.Attrs().Index {
-		t.Fatalf("p1 is not in br300: master %d", p1.Attrs().MasterIndex)
-	}
-
-	// A learner of its own on the tenant namespace, fed by hand.
-	sink := &Linux{learned: make(chan Learned, 16), done: make(chan struct{})}
-	lr := &learner{l: sink, t: &tenantNS{name: "ta", nsName: ns, h: th, local: newLocalMACs()}, links: map[int]linkInfo{}, macs: map[macKey]learnedMAC{}, ips: map[ipKey]learnedIP{}}
+	h := handFedLearner(t, 300, "fls-p1")
+	lr, sink, ns, mac, p1, br := h.lr, h.sink, h.ns, h.mac, h.p1, h.br
 	lr.neigh(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: netlink.Neigh{
 		Family: unix.AF_BRIDGE, LinkIndex: p1.Attrs().Index, MasterIndex: br.Attrs().Index,
 		HardwareAddr: mac, State: unix.NUD_REACHABLE,
@@ -106,31 +132,10 @@ func nextFact(t *testing.T, sink *Linux) Learned {
 // learned after the write and stays.
 func TestPrivilegedLearnerTakeover(t *testing.T) {
 	requireRoot(t)
-	x, l, prefix := singleHost(t)
-	mac := workload(t, x, "p1", "flt-p1-"+suffix(), "")
-	cfg := Config{NetnsPrefix: prefix, VTEP: x.vtep, Tenants: []Tenant{{Name: "ta", Segments: []Segment{{VNI: 320, Ports: []string{"p1"}}}}}}
-	if err := l.Set(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	name := prefix + "ta"
-	th := tenantHandle(t, name)
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	p1, err := th.LinkByName("p1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	br, err := th.LinkByName("br320")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := handFedLearner(t, 320, "flt-p1")
+	lr, sink, name, mac, p1, br := h.lr, h.sink, h.ns, h.mac, h.p1, h.br
 	run(t, "bridge", "-n", name, "fdb", "add", mac.String(), "dev", "p1", "master", "dynamic")
 
-	sink := &Linux{learned: make(chan Learned, 16), done: make(chan struct{})}
-	lr := &learner{l: sink, t: &tenantNS{name: "ta", nsName: name, ns: ns, h: th, local: newLocalMACs()}, links: map[int]linkInfo{}, macs: map[macKey]learnedMAC{}, ips: map[ipKey]learnedIP{}}
 	lr.neigh(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: netlink.Neigh{
 		Family: unix.AF_BRIDGE, LinkIndex: p1.Attrs().Index, MasterIndex: br.Attrs().Index,
 		HardwareAddr: mac, State: unix.NUD_REACHABLE,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -543,18 +544,28 @@ func nextLearned(t *testing.T, l *Linux, want func(Learned) bool) Learned {
 	}
 }
 
+// learningTenant sets up tenant "ta" with segment vni, whose bridge has
+// the address brAddr, and a workload on its port p1 with the address
+// wlAddr; it returns the fabric, the tenant namespace, the workload's
+// namespace and its MAC.
+func learningTenant(t *testing.T, vni evpn.VNI, wlAddr, brAddr string) (l *Linux, ns, wname string, mac net.HardwareAddr) {
+	t.Helper()
+	x, l, prefix := singleHost(t)
+	wname = "fl-p1-" + suffix()
+	mac = workload(t, x, "p1", wname, wlAddr)
+	cfg := Config{NetnsPrefix: prefix, VTEP: x.vtep, Tenants: []Tenant{{Name: "ta", Segments: []Segment{{VNI: vni, Ports: []string{"p1"}}}}}}
+	if err := l.Set(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	ns = prefix + "ta"
+	run(t, "ip", "-n", ns, "addr", "add", brAddr, "dev", fmt.Sprintf("br%d", vni))
+	return l, ns, wname, mac
+}
+
 func TestPrivilegedLearned(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()
-	x, l, prefix := singleHost(t)
-	wname := "fl-p1-" + suffix()
-	mac := workload(t, x, "p1", wname, "192.168.7.2/24")
-	cfg := Config{NetnsPrefix: prefix, VTEP: x.vtep, Tenants: []Tenant{{Name: "ta", Segments: []Segment{{VNI: 300, Ports: []string{"p1"}}}}}}
-	if err := l.Set(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	ns := prefix + "ta"
-	run(t, "ip", "-n", ns, "addr", "add", "192.168.7.1/24", "dev", "br300")
+	l, ns, wname, mac := learningTenant(t, 300, "192.168.7.2/24", "192.168.7.1/24")
 	// The workload sends a frame; the bridge learns its MAC on p1, and the
 	// tenant namespace resolves its IP on br300.
 	poke(t, ns, "192.168.7.2")
@@ -597,15 +608,7 @@ func TestPrivilegedLearned(t *testing.T) {
 func TestPrivilegedLearnedMovesAway(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()
-	x, l, prefix := singleHost(t)
-	wname := "fl-p1-" + suffix()
-	mac := workload(t, x, "p1", wname, "192.168.9.2/24")
-	cfg := Config{NetnsPrefix: prefix, VTEP: x.vtep, Tenants: []Tenant{{Name: "ta", Segments: []Segment{{VNI: 310, Ports: []string{"p1"}}}}}}
-	if err := l.Set(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	ns := prefix + "ta"
-	run(t, "ip", "-n", ns, "addr", "add", "192.168.9.1/24", "dev", "br310")
+	l, ns, wname, mac := learningTenant(t, 310, "192.168.9.2/24", "192.168.9.1/24")
 	isMAC := func(ev Learned) bool { return ev.MAC.String() == mac.String() && !ev.IP.IsValid() }
 	poke(t, ns, "192.168.9.2")
 	if got := nextLearned(t, l, isMAC); got.Gone {
