@@ -427,7 +427,7 @@ func (w *batchWriter) write(ctx context.Context, ops []op) (failed []opError, mi
 			}
 			answered[i] = true
 			acked++
-			errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data[:4])))
+			errno := kernelErrno(m)
 			if isMissing(errno, ops[i]) {
 				missing = append(missing, i)
 				continue
@@ -502,10 +502,8 @@ func (w *batchWriter) dump(what string, typ uint16, body []byte, want uint16, ea
 				}
 				return nil
 			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data[:4]))); errno != 0 {
-						return fmt.Errorf("%s dump: %w", what, errno)
-					}
+				if err := kernelErr(*m); err != nil {
+					return fmt.Errorf("%s dump: %w", what, err)
 				}
 			case want:
 				if err := each(m); err != nil {

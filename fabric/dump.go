@@ -47,6 +47,16 @@ func listAt(ctx context.Context, ns netns.NsHandle) (list listNeigh, done func()
 	return list, func() { stop(); s.Close() }, nil
 }
 
+// listPortFDB lists the bridge FDB entries on one port of namespace ns.
+func listPortFDB(ns netns.NsHandle, port int) ([]netlink.Neigh, error) {
+	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return readNeighDump(s, unix.AF_BRIDGE, port)
+}
+
 // readNeighDump asks the kernel for a dump of family's neighbors on s (on
 // bridge port port only, when not 0) and reads it to the end.
 func readNeighDump(s *nl.NetlinkSocket, family, port int) ([]netlink.Neigh, error) {

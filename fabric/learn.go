@@ -177,9 +177,6 @@ func (l *Linux) startLearner(t *tenantNS) error {
 		macs:  make(map[macKey]learnedMAC),
 		ips:   make(map[ipKey]learnedIP),
 	}
-	if t.local == nil {
-		t.local = newLocalMACs()
-	}
 	if l.keepalive > 0 {
 		w, err := newBatchWriter(t.ns)
 		if err != nil {

@@ -213,14 +213,19 @@ func workloadPorts(ns netns.NsHandle) ([]int, error) {
 	return out, nil
 }
 
-// kernelErr is the error an NLMSG_ERROR or NLMSG_DONE message carries:
-// nil for none (an acknowledgement, a dump's end without one).
-func kernelErr(m syscall.NetlinkMessage) error {
+// kernelErrno is the errno an NLMSG_ERROR or NLMSG_DONE message carries:
+// 0 for none (an acknowledgement, a dump's end without one).
+func kernelErrno(m syscall.NetlinkMessage) syscall.Errno {
 	if len(m.Data) < 4 {
-		return nil
+		return 0
 	}
-	if e := int32(binary.NativeEndian.Uint32(m.Data[0:4])); e != 0 {
-		return syscall.Errno(-e)
+	return syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data[0:4])))
+}
+
+// kernelErr is kernelErrno as an error, nil for none.
+func kernelErr(m syscall.NetlinkMessage) error {
+	if e := kernelErrno(m); e != 0 {
+		return e
 	}
 	return nil
 }

@@ -240,10 +240,7 @@ func (l *Linux) run(ctx context.Context, p *plan) error {
 // message per MAC, but the kernel stops at the bridge when the bridge
 // entry is already gone; those get a second, vxlan-only delete.
 func (l *Linux) write(ctx context.Context, t *tenantNS, ops []op) ([]opError, error) {
-	var held map[int]bool
-	if t.local != nil {
-		held = t.local.held(ops)
-	}
+	held := t.local.held(ops)
 	failed, missing, err := t.bw.write(ctx, ops)
 	l.batches.Add(1)
 	l.writes.Add(uint64(len(ops)))
@@ -269,9 +266,7 @@ func (l *Linux) write(ctx context.Context, t *tenantNS, ops []op) ([]opError, er
 		}
 	}
 	l.writeErrors.Add(uint64(len(failed)))
-	if t.local != nil {
-		t.local.written(ops, failed, held)
-	}
+	t.local.written(ops, failed, held)
 	return failed, err
 }
 

@@ -306,7 +306,7 @@ func (l *Linux) ensureTenant(tenant, nsName string) (*tenantNS, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tenantNS{name: tenant, nsName: nsName, ns: ns}
+	t := &tenantNS{name: tenant, nsName: nsName, ns: ns, local: newLocalMACs()}
 	if t.h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE); err != nil {
 		t.shutdown()
 		return nil, fmt.Errorf("netlink handle in namespace %q: %w", nsName, err)

@@ -4,8 +4,6 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,9 +80,12 @@ func (m *localMACs) written(ops []op, failed []opError, held map[int]bool) {
 	if len(m.set) == 0 && len(held) == 0 {
 		return
 	}
-	refused := make(map[int]bool, len(failed))
-	for _, f := range failed {
-		refused[f.index] = true
+	var refused map[int]bool
+	if len(failed) > 0 {
+		refused = make(map[int]bool, len(failed))
+		for _, f := range failed {
+			refused[f.index] = true
+		}
 	}
 	queued := false
 	for i, o := range ops {
@@ -163,14 +164,4 @@ func (lr *learner) takenOver(ts []takeover) {
 			lr.neigh(netlink.NeighUpdate{Type: unix.RTM_NEWNEIGH, Neigh: n})
 		}
 	}
-}
-
-// listPortFDB lists the bridge FDB entries on one port of namespace ns.
-func listPortFDB(ns netns.NsHandle, port int) ([]netlink.Neigh, error) {
-	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	return readNeighDump(s, unix.AF_BRIDGE, port)
 }
