@@ -3,7 +3,6 @@ package fabric
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -87,12 +86,7 @@ func TestPrivilegedSnapshotStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 20000
-	vtep := netip.MustParseAddr("10.77.0.2")
-	var add evpn.Intents
-	for i := range n {
-		add.FDB = append(add.FDB, evpn.FDB{VNI: 100, MAC: mustMAC(fmt.Sprintf("02:00:01:%02x:%02x:%02x", i>>16, i>>8&0xff, i&0xff)), VTEP: vtep})
-	}
-	if err := l.Update(ctx, evpn.Diff{Add: add}); err != nil {
+	if err := l.Update(ctx, evpn.Diff{Add: evpn.Intents{FDB: bulkFDB(100, n)}}); err != nil {
 		t.Fatal(err)
 	}
 	held := func(s *Snapshot) int {
