@@ -158,7 +158,7 @@ func countsGone(t *tenantState, old, next []*nftables.CounterObj, runs []runPair
 }
 
 // elemCounts reads the counters of some elements of the run set of the
-// inet table in namespace ns by key, and sums them by the elements' rules
+// inet table on nl by key, and sums them by the elements' rules
 // (their Comment): the kernel answers with those elements, not the whole
 // set. nl must have no answers pending. It is not a socket of its own:
 // closing a netfilter socket waits for the kernel to finish destroying
